@@ -1,0 +1,23 @@
+"""gmmjax: Gaussian mixture models in JAX.
+
+EM and gradient-based maximum likelihood, many restarts in one compiled program.
+"""
+
+from ._em import e_step as e_step
+from ._em import em_step as em_step
+from ._em import m_step as m_step
+from ._em import m_step_from_statistics as m_step_from_statistics
+from ._em import q_function as q_function
+from ._fit import FitResult as FitResult
+from ._fit import fit_em as fit_em
+from ._init import initialize as initialize
+from ._likelihood import component_log_prob as component_log_prob
+from ._likelihood import log_likelihood as log_likelihood
+from ._likelihood import log_prob as log_prob
+from ._params import GMM as GMM
+from ._sample import sample as sample
+from ._solver import Status as Status
+from ._stats import SufficientStatistics as SufficientStatistics
+from ._stats import sufficient_statistics as sufficient_statistics
+
+__version__ = "0.1.0"

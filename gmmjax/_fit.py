@@ -1,0 +1,205 @@
+"""`fit_em`: many EM restarts as one compiled program, and the `FitResult` every fit returns."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections import Counter
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ._em import m_step_from_statistics, streamed_e_statistics, streamed_log_likelihood
+from ._init import init_from_data
+from ._params import GMM
+from ._solver import OK, Status, StepOutput, iterate, select_best
+from ._stats import Chunked, chunk_rows
+from ._validate import check_data, check_fit_options, check_init_params, check_sample_weight
+
+# Incremented each time a fitting program is traced; the compile-count tests read it.
+trace_counts: Counter[str] = Counter()
+
+# Rows per chunk times restarts: the (chunk, K, D) scratch of every restart together stays
+# cache-sized (see benchmarks/README.md for the measurements behind the number).
+_ROWS_PER_CHUNK_ALL_RESTARTS = 8192
+
+
+def default_chunk_size(n_samples: int, n_restarts: int) -> int:
+    """Rows per chunk when `chunk_size` is None: about 8192 rows shared by the restarts."""
+    return max(256, min(n_samples, _ROWS_PER_CHUNK_ALL_RESTARTS // n_restarts))
+
+
+class FitResult(eqx.Module):
+    """What `fit_em` and `fit_gradient` return. R is the number of restarts.
+
+    Attributes:
+        best: the GMM of the best restart (highest finite final log-likelihood among restarts
+            that did not fail).
+        params: GMM with a leading restart axis (R, ...).
+        log_likelihood: (R,) mean per-sample log-likelihood of the returned parameters.
+        history: (R, max_iter); history[r, t] is the mean log-likelihood of θ_t, the
+            parameters after t steps; NaN after the last step.
+        n_iter: (R,) number of completed steps.
+        status: (R,) `Status` codes.
+        best_index: index of `best` in the restart axis.
+    """
+
+    best: GMM
+    params: GMM
+    log_likelihood: Float[Array, " r"]
+    history: Float[Array, "r max_iter"]
+    n_iter: Int[Array, " r"]
+    status: Int[Array, " r"]
+    best_index: Int[Array, ""]
+
+    @property
+    def converged(self) -> Array:
+        """(R,) True where the tol test stopped the restart."""
+        return self.status == Status.CONVERGED
+
+
+def _em_step(gmm: GMM, aux, *, data: Chunked, total_weight, reg_covar) -> StepOutput:
+    stats, ll = streamed_e_statistics(gmm, data)
+    new = m_step_from_statistics(stats, cov_type=gmm.cov_type, reg_covar=reg_covar)
+    finite = lambda t: jnp.all(jnp.isfinite(t))
+    moments_ok = finite(new.weights) & finite(new.means) & finite(new.covariances)
+    # Positive definiteness is read off the Cholesky factor: NaN when it failed.
+    collapsed = ~finite(new.precisions_cholesky) | jnp.any(stats.s0 < _EMPTY_COMPONENT)
+    failure = jnp.where(moments_ok, jnp.where(collapsed, Status.DEGENERATE, OK), Status.NON_FINITE)
+    return StepOutput(new, aux, ll / total_weight, failure)
+
+
+# A component whose responsibilities sum to less than this (in samples) is numerically empty.
+_EMPTY_COMPONENT = 1e-10
+
+
+@functools.partial(
+    jax.jit, static_argnames=("n_components", "cov_type", "init", "max_iter", "has_init")
+)
+def _fit_em_program(
+    data: Chunked,
+    keys: PRNGKeyArray,
+    init_params: GMM | None,
+    tol: Array,
+    reg_covar: Array,
+    *,
+    n_components: int,
+    cov_type: str,
+    init: str,
+    max_iter: int,
+    has_init: bool,
+):
+    trace_counts["fit_em"] += 1
+    total_weight = jnp.sum(data.weight)
+    step = functools.partial(_em_step, data=data, total_weight=total_weight, reg_covar=reg_covar)
+
+    def one_restart(key, start):
+        if not has_init:
+            start = init_from_data(
+                data, key, n_components=n_components, cov_type=cov_type, method=init,
+                reg_covar=reg_covar,
+            )
+        out = iterate(step, start, None, max_iter=max_iter, tol=tol)
+        final_ll = streamed_log_likelihood(out.params, data) / total_weight
+        return out.params, final_ll, out.history, out.n_iter, out.status
+
+    params, ll, history, n_iter, status = jax.vmap(one_restart)(keys, init_params)
+    return params, ll, history, n_iter, status, select_best(ll, status)
+
+
+def fit_em(
+    X,
+    n_components: int,
+    *,
+    key: PRNGKeyArray,
+    cov_type: str = "full",
+    n_restarts: int = 1,
+    init: str = "kmeans++",
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    sample_weight=None,
+    init_params: GMM | None = None,
+    chunk_size: int | None = None,
+) -> FitResult:
+    """Fit a Gaussian mixture by EM from `n_restarts` initialisations, all in one program.
+
+    Each restart is one `lax.while_loop`; restarts are a `vmap` over `jax.random.split(key)`.
+    Rows stream through the E-step and the sufficient statistics in chunks of `chunk_size`, so
+    memory grows with the chunk, not with N. Data are centred on their (weighted) mean before
+    fitting and the means shifted back afterwards, which keeps float32 accurate on offset data.
+    Only shapes and `n_components`, `cov_type`, `init`, `max_iter` are compiled in: new data
+    values, `tol`, `reg_covar` or keys reuse the compiled program.
+
+    Args:
+        X: (N, D) data; integer data are cast to the default float dtype, float32 stays float32.
+        n_components: K.
+        key: PRNG key; restart r uses `jax.random.split(key, n_restarts)[r]`.
+        cov_type: "full", "diag", "spherical" or "tied".
+        n_restarts: R.
+        init: "kmeans++", "random_from_data" or "random"; ignored with `init_params`.
+        max_iter: maximum EM steps per restart.
+        tol: stop when the change in mean per-sample log-likelihood is below `tol`
+            (scikit-learn's criterion); 0 runs exactly `max_iter` steps.
+        reg_covar: ε added to the covariance diagonals.
+        sample_weight: optional (N,) non-negative weights.
+        init_params: a GMM shared by all restarts, or one with a leading (R,) axis.
+        chunk_size: rows per chunk (default: about 8192 / R, at least 256).
+
+    Returns:
+        FitResult.
+
+    Raises:
+        ValueError: for invalid input, before anything is traced.
+    """
+    X = check_data(X)
+    n, d = X.shape
+    check_fit_options(
+        n_samples=n, n_components=n_components, cov_type=cov_type, init=init,
+        n_restarts=n_restarts, max_iter=max_iter, tol=tol, reg_covar=reg_covar,
+        chunk_size=chunk_size,
+    )
+    weight = check_sample_weight(sample_weight, n, X.dtype)
+    if init_params is not None:
+        check_init_params(
+            init_params, n_components=n_components, n_features=d, cov_type=cov_type,
+            n_restarts=n_restarts,
+        )
+
+    offset = jnp.sum(X * weight[:, None], axis=0) / jnp.sum(weight)
+    data = chunk_rows(X - offset, weight, chunk_size or default_chunk_size(n, n_restarts))
+    keys = jax.random.split(key, n_restarts)
+    start = None if init_params is None else _centred_batch(init_params, offset, n_restarts, X.dtype)
+
+    params, ll, history, n_iter, status, best = _fit_em_program(
+        data, keys, start, jnp.asarray(tol, X.dtype), jnp.asarray(reg_covar, X.dtype),
+        n_components=n_components, cov_type=cov_type, init=init, max_iter=max_iter,
+        has_init=init_params is not None,
+    )
+    return make_result(eqx.tree_at(lambda g: g.means, params, params.means + offset),
+                       ll, history, n_iter, status, best)
+
+
+def _centred_batch(gmm: GMM, offset, n_restarts: int, dtype) -> GMM:
+    gmm = jax.tree.map(lambda a: jnp.asarray(a, dtype), gmm)
+    gmm = eqx.tree_at(lambda g: g.means, gmm, gmm.means - offset)
+    if gmm.batch_shape:
+        return gmm
+    return jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape), gmm)
+
+
+def make_result(params: GMM, ll, history, n_iter, status, best_index) -> FitResult:
+    """Assemble a FitResult; warns when every restart failed."""
+    if not bool(jnp.any(status <= Status.MAX_ITER_REACHED)):
+        codes = sorted({Status(int(s)).name for s in status})
+        warnings.warn(
+            f"every restart failed ({', '.join(codes)}): {Status(int(status[best_index])).message}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return FitResult(
+        best=params[best_index], params=params, log_likelihood=ll, history=history,
+        n_iter=n_iter, status=status, best_index=best_index,
+    )

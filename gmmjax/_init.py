@@ -1,0 +1,160 @@
+"""Initial parameters: k-means++ (+ Lloyd steps), random data points, random responsibilities.
+
+Every method ends with one M-step from responsibilities (hard for the k-means based methods,
+soft for "random"), so initial covariances are estimated from data, as scikit-learn does.
+All of it is traceable: `fit_em` runs it inside the same compiled program, vmapped over keys.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._em import m_step_from_statistics
+from ._likelihood import HIGHEST, _squared_distances
+from ._params import GMM
+from ._stats import (
+    Chunked,
+    SufficientStatistics,
+    chunk_rows,
+    sufficient_statistics,
+    sum_over_chunks,
+)
+from ._validate import check_data, check_fit_options
+
+N_LLOYD_STEPS = 10
+
+
+def init_from_data(
+    data: Chunked,
+    key: PRNGKeyArray,
+    *,
+    n_components: int,
+    cov_type: str,
+    method: str,
+    reg_covar: float | Array,
+) -> GMM:
+    """Initial GMM for one restart from chunked (zero-weight padded) data."""
+    if method == "random":
+        return _random_responsibilities(data, key, n_components, cov_type, reg_covar)
+    X, w = data.flat_X, data.flat_weight
+    if method == "kmeans++":
+        centres = _kmeans_plus_plus(X, w, key, n_components)
+        centres = jax.lax.fori_loop(
+            0, N_LLOYD_STEPS, lambda _, c: _lloyd_step(c, data), centres
+        )
+    else:  # random_from_data: K distinct rows, drawn in proportion to the sample weights
+        idx = jax.random.choice(key, X.shape[0], (n_components,), replace=False, p=w / jnp.sum(w))
+        centres = X[idx]
+    stats = _hard_assignment_statistics(centres, data, cov_type)
+    return m_step_from_statistics(stats, cov_type=cov_type, reg_covar=reg_covar)
+
+
+def _kmeans_plus_plus(X: Float[Array, "n d"], w: Float[Array, " n"], key, k: int):
+    """k-means++ seeding (Arthur & Vassilvitskii 2007): each next centre is drawn with
+    probability ∝ w_i · D(x_i)², D the distance to the nearest centre chosen so far."""
+    log_w = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1.0)), -jnp.inf)
+    key, sub = jax.random.split(key)
+    first = X[jax.random.categorical(sub, log_w)]
+    centres = jnp.zeros((k, X.shape[1]), X.dtype).at[0].set(first)
+    d2 = jnp.sum(jnp.square(X - first), axis=-1)
+
+    def pick(j, carry):
+        centres, d2, key = carry
+        key, sub = jax.random.split(key)
+        logits = jnp.where(d2 > 0, log_w + jnp.log(jnp.where(d2 > 0, d2, 1.0)), -jnp.inf)
+        # Fewer distinct points than components: fall back to drawing by weight alone.
+        logits = jnp.where(jnp.any(jnp.isfinite(logits)), logits, log_w)
+        c = X[jax.random.categorical(sub, logits)]
+        return centres.at[j].set(c), jnp.minimum(d2, jnp.sum(jnp.square(X - c), axis=-1)), key
+
+    centres, _, _ = jax.lax.fori_loop(1, k, pick, (centres, d2, key))
+    return centres
+
+
+def _nearest_one_hot(X, centres):
+    labels = jnp.argmin(_squared_distances(X, centres), axis=-1)
+    return jax.nn.one_hot(labels, centres.shape[0], dtype=X.dtype)
+
+
+def _chunk_lloyd(X, w, _chunk_index, centres):
+    onehot = _nearest_one_hot(X, centres) * w[:, None]
+    return jnp.sum(onehot, axis=0), jnp.dot(onehot.T, X, precision=HIGHEST)
+
+
+def _lloyd_step(centres, data: Chunked):
+    counts, sums = sum_over_chunks(_chunk_lloyd, data, centres)
+    # An empty cluster keeps its centre rather than dividing by zero.
+    return jnp.where(counts[:, None] > 0, sums / jnp.where(counts > 0, counts, 1.0)[:, None], centres)
+
+
+def _hard_assignment_statistics(centres, data: Chunked, cov_type: str) -> SufficientStatistics:
+    def chunk(X, w, _chunk_index, centres):
+        st = sufficient_statistics(
+            X, _nearest_one_hot(X, centres), cov_type=cov_type, sample_weight=w, shift=centres
+        )
+        return st.s0, st.s1, st.s2
+
+    s0, s1, s2 = sum_over_chunks(chunk, data, centres)
+    return SufficientStatistics(s0, s1, s2, centres)
+
+
+def _random_responsibilities(data: Chunked, key, k: int, cov_type: str, reg_covar) -> GMM:
+    w = data.weight
+    mean = jnp.sum(data.X * w[..., None], axis=(0, 1)) / jnp.sum(w)
+    shift = jnp.broadcast_to(mean, (k, mean.shape[0]))
+
+    def chunk(X, w, chunk_index, shift):
+        u = jax.random.uniform(jax.random.fold_in(key, chunk_index), (X.shape[0], k), X.dtype)
+        resp = u / jnp.sum(u, axis=1, keepdims=True)
+        st = sufficient_statistics(X, resp, cov_type=cov_type, sample_weight=w, shift=shift)
+        return st.s0, st.s1, st.s2
+
+    s0, s1, s2 = sum_over_chunks(chunk, data, shift)
+    return m_step_from_statistics(
+        SufficientStatistics(s0, s1, s2, shift), cov_type=cov_type, reg_covar=reg_covar
+    )
+
+
+def initialize(
+    X,
+    n_components: int,
+    *,
+    key: PRNGKeyArray,
+    cov_type: str = "full",
+    method: str = "kmeans++",
+    reg_covar: float = 1e-6,
+) -> GMM:
+    """Initial parameters for one fit.
+
+    Methods:
+        "kmeans++": k-means++ seeding, then 10 Lloyd steps, then an M-step from the hard
+            assignment (what scikit-learn's default does, with fewer Lloyd steps).
+        "random_from_data": K distinct rows as centres, then an M-step from the assignment of
+            every row to its nearest centre.
+        "random": uniformly random responsibilities, normalised per row, then an M-step.
+
+    Raises:
+        ValueError: for invalid X or options.
+    """
+    X = check_data(X)
+    check_fit_options(
+        n_samples=X.shape[0], n_components=n_components, cov_type=cov_type, init=method,
+        n_restarts=1, max_iter=1, tol=0.0, reg_covar=reg_covar, chunk_size=None,
+    )
+    data = chunk_rows(X, jnp.ones(X.shape[0], X.dtype), min(X.shape[0], 8192))
+    return _initialize_program(
+        data, key, jnp.asarray(reg_covar, X.dtype), n_components=n_components,
+        cov_type=cov_type, method=method,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("n_components", "cov_type", "method"))
+def _initialize_program(data, key, reg_covar, *, n_components, cov_type, method):
+    return init_from_data(
+        data, key, n_components=n_components, cov_type=cov_type, method=method,
+        reg_covar=reg_covar,
+    )

@@ -1,0 +1,138 @@
+"""The iteration skeleton shared by EM and the gradient baselines: init / step / terminate.
+
+One restart is one `lax.while_loop` bounded by `max_iter`. A method supplies only `step`:
+
+    step(params, aux) -> StepOutput(params=θ_{t+1}, aux=..., log_likelihood=ℓ(θ_t)/N, failure)
+
+The loop records ℓ(θ_t)/N in a NaN-filled history buffer, stops when |ℓ(θ_t) − ℓ(θ_{t−1})|/N
+falls below `tol` (scikit-learn's test), and turns failures into per-restart status codes.
+Iteration t thus returns θ_{t+1}, exactly like scikit-learn: `n_iter` counts completed updates.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
+
+
+class Status(enum.IntEnum):
+    """Why a restart stopped."""
+
+    CONVERGED = 0  # the change in mean log-likelihood fell below tol
+    MAX_ITER_REACHED = 1  # ran max_iter steps without meeting tol
+    NON_FINITE = 2  # the log-likelihood or the parameters became NaN/inf
+    DEGENERATE = 3  # a covariance lost positive definiteness or a component emptied
+
+    @property
+    def message(self) -> str:
+        return _MESSAGES[self]
+
+
+_MESSAGES = {
+    Status.CONVERGED: "converged: the change in mean log-likelihood fell below tol",
+    Status.MAX_ITER_REACHED: "stopped at max_iter before meeting tol; raise max_iter or tol",
+    Status.NON_FINITE: (
+        "iterates became non-finite; use float64, rescale the data or raise reg_covar; "
+        "the last finite parameters are returned"
+    ),
+    Status.DEGENERATE: (
+        "a component collapsed (no responsibility left, or its covariance is not positive "
+        "definite); raise reg_covar or lower n_components; the last good parameters are returned"
+    ),
+}
+
+RUNNING = -1
+OK = -1  # StepOutput.failure when the step succeeded
+
+
+class StepOutput(eqx.Module):
+    params: Any
+    aux: Any
+    log_likelihood: Float[Array, ""]  # mean log-likelihood of the *input* params
+    failure: Int[Array, ""]  # OK, Status.NON_FINITE or Status.DEGENERATE
+
+
+class LoopState(eqx.Module):
+    params: Any
+    aux: Any
+    prev_ll: Float[Array, ""]
+    history: Float[Array, " max_iter"]
+    n_iter: Int[Array, ""]
+    status: Int[Array, ""]
+
+
+class LoopResult(eqx.Module):
+    params: Any
+    aux: Any
+    history: Float[Array, " max_iter"]
+    n_iter: Int[Array, ""]
+    status: Int[Array, ""]
+
+
+def iterate(
+    step: Callable[[Any, Any], StepOutput],
+    params: Any,
+    aux: Any,
+    *,
+    max_iter: int,
+    tol: Float[Array, ""],
+) -> LoopResult:
+    """Run `step` until convergence, `max_iter`, or failure, in one `lax.while_loop`."""
+    dtype = jnp.result_type(*jax.tree.leaves(params))
+    init = LoopState(
+        params=params,
+        aux=aux,
+        prev_ll=jnp.array(-jnp.inf, dtype),
+        history=jnp.full((max_iter,), jnp.nan, dtype),
+        n_iter=jnp.array(0),
+        status=jnp.array(RUNNING),
+    )
+
+    def cond(state: LoopState) -> Bool[Array, ""]:
+        return state.status == RUNNING
+
+    def body(state: LoopState) -> LoopState:
+        out = step(state.params, state.aux)
+        t = state.n_iter
+        ll = out.log_likelihood
+        failure = jnp.where(jnp.isfinite(ll), out.failure, Status.NON_FINITE)
+        failed = failure != OK
+        # t == 0: prev_ll is −inf, the change is +inf and never below tol.
+        converged = jnp.abs(ll - state.prev_ll) < tol
+        status = jnp.where(
+            failed,
+            failure,
+            jnp.where(
+                converged,
+                Status.CONVERGED,
+                jnp.where(t + 1 >= max_iter, Status.MAX_ITER_REACHED, RUNNING),
+            ),
+        )
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(failed, b, a), new, old)
+        return LoopState(
+            params=keep(out.params, state.params),
+            aux=keep(out.aux, state.aux),
+            prev_ll=ll,
+            history=state.history.at[t].set(ll),
+            n_iter=jnp.where(failed, t, t + 1),
+            status=status,
+        )
+
+    final = jax.lax.while_loop(cond, body, init)
+    return LoopResult(final.params, final.aux, final.history, final.n_iter, final.status)
+
+
+def select_best(log_likelihood: Float[Array, " r"], status: Int[Array, " r"]) -> Int[Array, ""]:
+    """Index of the best restart: the highest finite log-likelihood among restarts that did not
+    fail; only if every restart failed, the highest finite one among all (its status says so)."""
+    finite = jnp.isfinite(log_likelihood)
+    ok = finite & (status <= Status.MAX_ITER_REACHED)
+    score = jnp.where(ok, log_likelihood, -jnp.inf)
+    fallback = jnp.where(finite, log_likelihood, -jnp.inf)
+    return jnp.argmax(jnp.where(jnp.any(ok), score, fallback))

@@ -1,0 +1,152 @@
+"""Sufficient statistics of the M-step, shifted for float32 safety, and their chunked accumulation.
+
+With responsibilities γ_ik (sample weights already folded in) and a shift c_k per component:
+    s0_k = Σ_i γ_ik,   s1_k = Σ_i γ_ik (x_i − c_k),   s2_k = Σ_i γ_ik (x_i − c_k)(x_i − c_k)ᵀ.
+The M-step needs only these: μ_k = c_k + s1_k/s0_k and Σ_k = s2_k/s0_k − δ_k δ_kᵀ with
+δ_k = s1_k/s0_k. Choosing c_k close to μ_k (EM uses the previous means) keeps δ small, so the
+subtraction does not cancel. For a fixed shift the statistics are plain sums over rows, so
+chunks of rows, devices and hosts combine them by addition.
+
+`s2` is stored in the shape its covariance type needs: full (K, D, D); diag and spherical
+(K, D) (only the diagonal); tied (D, D) (already summed over components).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from ._likelihood import HIGHEST, _expand_quadratic
+
+
+class SufficientStatistics(eqx.Module):
+    """Shifted zeroth, first and second moments of the responsibilities (see module docstring).
+
+    Attributes:
+        s0: (K,) effective counts N_k.
+        s1: (K, D) first moments about `shift`.
+        s2: full (K, D, D); diag/spherical (K, D); tied (D, D).
+        shift: (K, D) the point c_k each component's moments are taken about.
+    """
+
+    s0: Float[Array, " k"]
+    s1: Float[Array, "k d"]
+    s2: Array
+    shift: Float[Array, "k d"]
+
+
+def sufficient_statistics(
+    X: Float[Array, "n d"],
+    resp: Float[Array, "n k"],
+    *,
+    cov_type: str,
+    sample_weight: Float[Array, " n"] | None = None,
+    shift: Float[Array, "k d"] | None = None,
+) -> SufficientStatistics:
+    """Shifted sufficient statistics of one block of rows.
+
+    Args:
+        X: (N, D) data.
+        resp: (N, K) responsibilities γ_ik.
+        cov_type: decides the shape of `s2`.
+        sample_weight: optional (N,) weights w_i, multiplied into γ.
+        shift: (K, D) points c_k; defaults to the column means of X for every component.
+
+    Returns:
+        SufficientStatistics.
+    """
+    n, d = X.shape
+    k = resp.shape[1]
+    if sample_weight is not None:
+        resp = resp * sample_weight[:, None]
+    if shift is None:
+        shift = jnp.broadcast_to(jnp.mean(X, axis=0), (k, d))
+    s0 = jnp.sum(resp, axis=0)
+    raw1 = jnp.dot(resp.T, X, precision=HIGHEST)  # Σ γ x, (K, D)
+    s1 = raw1 - s0[:, None] * shift
+    if _expand_quadratic(X.dtype):
+        s2 = _second_moment_expanded(X, resp, s0, raw1, shift, cov_type)
+    else:
+        s2 = _second_moment_direct(X, resp, shift, cov_type)
+    return SufficientStatistics(s0, s1, s2, shift)
+
+
+def _second_moment_expanded(X, resp, s0, raw1, shift, cov_type):
+    """Σ γ (x−c)(x−c)ᵀ = Σ γ xxᵀ − c (Σγx)ᵀ − (Σγx) cᵀ + s0 ccᵀ, by matrix products (float64)."""
+    if cov_type == "full":
+        xx = jnp.einsum("nk,nd,ne->kde", resp, X, X, precision=HIGHEST)
+        cr = jnp.einsum("kd,ke->kde", shift, raw1)
+        return xx - cr - jnp.swapaxes(cr, -1, -2) + s0[:, None, None] * jnp.einsum(
+            "kd,ke->kde", shift, shift
+        )
+    if cov_type == "tied":
+        w = jnp.sum(resp, axis=1)
+        xx = jnp.dot((X * w[:, None]).T, X, precision=HIGHEST)
+        cr = jnp.dot(shift.T, raw1, precision=HIGHEST)
+        return xx - cr - cr.T + jnp.dot((shift * s0[:, None]).T, shift, precision=HIGHEST)
+    xx = jnp.dot(resp.T, jnp.square(X), precision=HIGHEST)
+    return xx - 2.0 * shift * raw1 + s0[:, None] * jnp.square(shift)
+
+
+def _second_moment_direct(X, resp, shift, cov_type):
+    """The same sums from explicit (N, K, D) differences: no cancellation (float32)."""
+    diff = X[:, None, :] - shift[None]
+    weighted = resp[:, :, None] * diff
+    if cov_type == "full":
+        return jnp.einsum("nkd,nke->kde", weighted, diff, precision=HIGHEST)
+    if cov_type == "tied":
+        return jnp.einsum("nkd,nke->de", weighted, diff, precision=HIGHEST)
+    return jnp.sum(weighted * diff, axis=0)
+
+
+class Chunked(eqx.Module):
+    """Rows of X split into equal chunks, padded with zero-weight rows.
+
+    Attributes:
+        X: (C, B, D) chunks of rows.
+        weight: (C, B) sample weights; padding rows have weight 0.
+    """
+
+    X: Float[Array, "c b d"]
+    weight: Float[Array, "c b"]
+
+    @property
+    def flat_X(self) -> Float[Array, "n d"]:
+        return self.X.reshape(-1, self.X.shape[-1])
+
+    @property
+    def flat_weight(self) -> Float[Array, " n"]:
+        return self.weight.reshape(-1)
+
+
+def chunk_rows(X: Array, weight: Array, chunk_size: int) -> Chunked:
+    """Pad (N, D) rows to a multiple of `chunk_size` with zero-weight rows and split them."""
+    n, d = X.shape
+    n_chunks = -(-n // chunk_size)
+    pad = n_chunks * chunk_size - n
+    X = jnp.pad(X, ((0, pad), (0, 0)))
+    weight = jnp.pad(weight, (0, pad))
+    return Chunked(X.reshape(n_chunks, chunk_size, d), weight.reshape(n_chunks, chunk_size))
+
+
+def sum_over_chunks(fn: Callable, data: Chunked, *args):
+    """Σ_c fn(X_c, w_c, c, *args) over chunks with `lax.scan`: memory bounded by one chunk.
+
+    `fn` returns a pytree of arrays; the pytrees are summed leaf by leaf.
+    """
+    if data.X.shape[0] == 1:
+        return fn(data.X[0], data.weight[0], 0, *args)
+    shapes = jax.eval_shape(fn, data.X[0], data.weight[0], 0, *args)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    def body(total, inputs):
+        x, w, c = inputs
+        return jax.tree.map(jnp.add, total, fn(x, w, c, *args)), None
+
+    chunks = (data.X, data.weight, jnp.arange(data.X.shape[0]))
+    total, _ = jax.lax.scan(body, zeros, chunks)
+    return total
