@@ -21,8 +21,10 @@ def sample(
     cov = gmm.covariances
     if gmm.cov_type in ("full", "tied"):
         chol = jnp.linalg.cholesky(cov)
-        chol = chol[z] if gmm.cov_type == "full" else chol
-        offset = jnp.einsum("...de,ne->nd", chol, noise)
+        if gmm.cov_type == "full":
+            offset = jnp.einsum("nde,ne->nd", chol[z], noise)
+        else:
+            offset = noise @ chol.T
     elif gmm.cov_type == "diag":
         offset = jnp.sqrt(cov[z]) * noise
     else:

@@ -1,0 +1,70 @@
+"""Test configuration: float64 everywhere unless a test passes float32 data explicitly.
+
+Tests that need float32 arrays build them with `.astype(np.float32)`; JAX keeps their dtype
+because gmmjax computes in the data's own float dtype.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_dtype_promotion", "standard")
+
+import gmmjax as gj  # noqa: E402
+
+COV_TYPES = ("full", "diag", "spherical", "tied")
+
+
+def assert_close(actual, expected, *, rtol, atol=0.0, err_msg=""):
+    """The one closeness helper; every call states its tolerances."""
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=rtol, atol=atol,
+                               err_msg=err_msg)
+
+
+def blobs(key_seed=0, n=600, d=2, k=3, sep=4.0, dtype=np.float64):
+    """Gaussian blobs with random anisotropic covariances and unequal weights."""
+    rng = np.random.default_rng(key_seed)
+    weights = rng.dirichlet(np.full(k, 5.0))
+    means = rng.normal(size=(k, d)) * sep
+    counts = rng.multinomial(n, weights)
+    parts = []
+    for j in range(k):
+        a = rng.normal(size=(d, d)) * 0.5 + np.eye(d)
+        parts.append(rng.normal(size=(counts[j], d)) @ a.T + means[j])
+    return np.concatenate(parts).astype(dtype)
+
+
+def random_gmm(seed, k, d, cov_type, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    weights = rng.dirichlet(np.ones(k))
+    means = rng.normal(size=(k, d)) * 2
+    if cov_type == "full":
+        a = rng.normal(size=(k, d, d))
+        cov = a @ np.swapaxes(a, 1, 2) + 0.5 * np.eye(d)
+    elif cov_type == "tied":
+        a = rng.normal(size=(d, d))
+        cov = a @ a.T + 0.5 * np.eye(d)
+    elif cov_type == "diag":
+        cov = rng.uniform(0.3, 2.0, size=(k, d))
+    else:
+        cov = rng.uniform(0.3, 2.0, size=(k,))
+    return gj.GMM(*(np.asarray(a, dtype) for a in (weights, means, cov)), cov_type=cov_type)
+
+
+def full_covariances(gmm):
+    """(K, D, D) covariance matrices of any cov_type (test-side reference)."""
+    k, d = gmm.n_components, gmm.n_features
+    c = np.asarray(gmm.covariances)
+    if gmm.cov_type == "full":
+        return c
+    if gmm.cov_type == "tied":
+        return np.broadcast_to(c, (k, d, d))
+    if gmm.cov_type == "diag":
+        return np.stack([np.diag(v) for v in c])
+    return c[:, None, None] * np.eye(d)
+
+
+@pytest.fixture(params=COV_TYPES)
+def cov_type(request):
+    return request.param

@@ -1,0 +1,78 @@
+"""fit_em end to end: recovery, chunking, sample weights, float32."""
+
+import itertools
+
+import jax
+import numpy as np
+import pytest
+from conftest import assert_close, blobs
+
+import gmmjax as gj
+
+
+def _match(estimated, true):
+    """Permutation of estimated components closest to the true means."""
+    k = len(true)
+    return min(itertools.permutations(range(k)),
+               key=lambda p: np.sum((np.asarray(estimated)[list(p)] - true) ** 2))
+
+
+def test_recovers_well_separated_parameters():
+    weights = np.array([0.5, 0.3, 0.2])
+    means = np.array([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0]])
+    truth = gj.GMM(weights, means, np.stack([np.eye(2)] * 3), "full")
+    n = 6000
+    X, _ = gj.sample(truth, n, key=jax.random.key(42))
+    res = gj.fit_em(X, 3, key=jax.random.key(1), n_restarts=8)
+    perm = list(_match(res.best.means, means))
+    w_hat, mu_hat = np.asarray(res.best.weights)[perm], np.asarray(res.best.means)[perm]
+    # Four standard errors: sqrt(w(1-w)/n) for weights, sqrt(1/(n w)) per mean coordinate.
+    assert np.all(np.abs(w_hat - weights) < 4 * np.sqrt(weights * (1 - weights) / n))
+    assert np.all(np.abs(mu_hat - means) < 4 * np.sqrt(1 / (n * weights))[:, None])
+    assert np.all(res.converged)
+
+
+def test_chunk_size_does_not_change_the_fit(cov_type):
+    X = blobs(51, n=1000, d=3, k=3, sep=2.0)
+    start = gj.initialize(X, 3, key=jax.random.key(0), cov_type=cov_type)
+    fits = [
+        gj.fit_em(X, 3, key=jax.random.key(0), cov_type=cov_type, init_params=start,
+                  max_iter=30, tol=0.0, chunk_size=c)
+        for c in (1000, 300, 64)  # one chunk; uneven chunks with padding; many chunks
+    ]
+    for other in fits[1:]:
+        assert_close(other.best.means, fits[0].best.means, rtol=1e-11, atol=1e-12)
+        assert_close(other.best.covariances, fits[0].best.covariances, rtol=1e-11, atol=1e-12)
+        assert_close(other.history, fits[0].history, rtol=1e-12)
+
+
+def test_integer_sample_weights_equal_duplicated_rows(cov_type):
+    X = blobs(52, n=300, d=2, k=3)
+    counts = np.random.default_rng(0).integers(0, 4, size=300)
+    start = gj.initialize(X, 3, key=jax.random.key(0), cov_type=cov_type)
+    weighted = gj.fit_em(X, 3, key=jax.random.key(0), cov_type=cov_type, init_params=start,
+                         sample_weight=counts, max_iter=25, tol=0.0)
+    repeated = gj.fit_em(np.repeat(X, counts, axis=0), 3, key=jax.random.key(0),
+                         cov_type=cov_type, init_params=start, max_iter=25, tol=0.0)
+    assert_close(weighted.best.means, repeated.best.means, rtol=1e-10, atol=1e-12)
+    assert_close(weighted.best.covariances, repeated.best.covariances, rtol=1e-10, atol=1e-12)
+    assert_close(weighted.log_likelihood, repeated.log_likelihood, rtol=1e-12)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_float32_fit_tracks_float64(cov_type, offset):
+    """Centred statistics keep float32 close to float64, also on data far from the origin."""
+    X64 = blobs(53, n=4000, d=4, k=3, sep=3.0) + offset
+    X32 = X64.astype(np.float32)
+    start = gj.initialize(X64, 3, key=jax.random.key(0), cov_type=cov_type)
+    start32 = jax.tree.map(lambda a: a.astype(np.float32), start)
+    f64 = gj.fit_em(X32.astype(np.float64), 3, key=jax.random.key(0), cov_type=cov_type,
+                    init_params=start, max_iter=50, tol=0.0)
+    f32 = gj.fit_em(X32, 3, key=jax.random.key(0), cov_type=cov_type, init_params=start32,
+                    max_iter=50, tol=0.0)
+    assert f32.best.means.dtype == np.float32
+    assert int(f32.status[0]) == gj.Status.MAX_ITER_REACHED
+    # float32 carries ~7 digits; after 50 steps a few units in the 5th digit remain.
+    assert_close(f32.log_likelihood, f64.log_likelihood, rtol=1e-5)
+    assert_close(f32.best.means, f64.best.means, rtol=1e-5, atol=1e-3)
+    assert_close(f32.best.covariances, f64.best.covariances, rtol=1e-3, atol=1e-4)
