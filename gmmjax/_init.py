@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._em import m_step_from_statistics
-from ._likelihood import HIGHEST, _squared_distances
+from ._likelihood import HIGHEST, squared_distances
 from ._params import GMM
 from ._stats import (
     Chunked,
@@ -76,7 +76,7 @@ def _kmeans_plus_plus(X: Float[Array, "n d"], w: Float[Array, " n"], key, k: int
 
 
 def _nearest_one_hot(X, centres):
-    labels = jnp.argmin(_squared_distances(X, centres), axis=-1)
+    labels = jnp.argmin(squared_distances(X, centres), axis=-1)
     return jax.nn.one_hot(labels, centres.shape[0], dtype=X.dtype)
 
 

@@ -12,6 +12,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
@@ -29,39 +30,80 @@ def _expand_quadratic(dtype) -> bool:
     return jnp.dtype(dtype) == jnp.float64
 
 
+def quadratic_features(X: Float[Array, "n d"]) -> Float[Array, "n f"]:
+    """φ(x) = (x_i x_j)_{i≤j}, F = D(D+1)/2 columns: xᵀAx = φ(x)·pack(A) for symmetric A.
+
+    Shared by every component and restart, it turns the quadratic form of the log-density and
+    the second moments of the M-step into plain matrix products (float64 paths).
+    """
+    i, j = np.triu_indices(X.shape[-1])
+    return X[:, i] * X[:, j]
+
+
+def pack_symmetric(A: Float[Array, "... d d"]) -> Float[Array, "... f"]:
+    """pack(A) with φ(x)·pack(A) = xᵀAx: upper triangle, off-diagonal entries doubled."""
+    d = A.shape[-1]
+    i, j = np.triu_indices(d)
+    return A[..., i, j] * np.where(i == j, 1.0, 2.0).astype(A.dtype)
+
+
+def unpack_symmetric(v: Float[Array, "... f"], d: int) -> Float[Array, "... d d"]:
+    """The symmetric matrix whose upper triangle is v (the layout of `quadratic_features`)."""
+    i, j = np.triu_indices(d)
+    out = jnp.zeros(v.shape[:-1] + (d, d), v.dtype)
+    return out.at[..., i, j].set(v).at[..., j, i].set(v)
+
+
 def squared_mahalanobis(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]:
     """‖(x_i − μ_k)ᵀ U_k‖² for every sample and component, shape (N, K).
 
-    Both X and the means are shifted by the centroid of the means first: the quadratic form is
-    unchanged, but float32 keeps its digits on data far from the origin.
+    float64: expanded as xᵀPx − 2 (Pμ)ᵀx + μᵀPμ with P = U Uᵀ (the precision, formed from its
+    Cholesky factor): matrix products with X, shared by every component and restart.
+    float32: X and the means are first shifted by the centroid of the means (the quadratic form
+    is unchanged, but float32 keeps its digits on data far from the origin), then the
+    differences are formed explicitly, so nothing cancels.
     """
     prec = gmm.precisions_cholesky
+    if _expand_quadratic(X.dtype):
+        if gmm.cov_type in ("full", "tied"):
+            precision = jnp.matmul(prec, jnp.swapaxes(prec, -1, -2), precision=HIGHEST)
+            spec = "kde,ke->kd" if gmm.cov_type == "full" else "de,ke->kd"
+            pmu = jnp.einsum(spec, precision, gmm.means, precision=HIGHEST)
+            quad = jnp.dot(quadratic_features(X), pack_symmetric(precision).T, precision=HIGHEST)
+            lin = jnp.dot(X, pmu.T, precision=HIGHEST)
+            const = jnp.sum(pmu * gmm.means, axis=-1)
+            if gmm.cov_type == "tied":
+                quad = quad[:, None]
+            return jnp.maximum(quad - 2.0 * lin + const, 0.0)
+        if gmm.cov_type == "diag":
+            p2 = jnp.square(prec)  # (K, D) precisions
+            mu = gmm.means
+            sq = (
+                jnp.dot(jnp.square(X), p2.T, precision=HIGHEST)
+                - 2.0 * jnp.dot(X, (mu * p2).T, precision=HIGHEST)
+                + jnp.sum(jnp.square(mu) * p2, axis=-1)
+            )
+            return jnp.maximum(sq, 0.0)
+        return squared_distances(X, gmm.means) * jnp.square(prec)
+
     centre = jax.lax.stop_gradient(jnp.mean(gmm.means, axis=0))
     x = X - centre
     mu = gmm.means - centre
     if gmm.cov_type == "full":
-        # One (N, D) x (D, K·D) product; then subtract μ_kᵀU_k and square.
         y = jnp.einsum("nd,kde->nke", x, prec, precision=HIGHEST)
         y = y - jnp.einsum("kd,kde->ke", mu, prec, precision=HIGHEST)
         return jnp.sum(jnp.square(y), axis=-1)
     if gmm.cov_type == "tied":
         y = jnp.dot(x, prec, precision=HIGHEST)
         m = jnp.dot(mu, prec, precision=HIGHEST)
-        return _squared_distances(y, m)
+        return squared_distances(y, m)
     if gmm.cov_type == "diag":
-        p2 = jnp.square(prec)  # (K, D) precisions
-        if _expand_quadratic(x.dtype):
-            return (
-                jnp.dot(jnp.square(x), p2.T, precision=HIGHEST)
-                - 2.0 * jnp.dot(x, (mu * p2).T, precision=HIGHEST)
-                + jnp.sum(jnp.square(mu) * p2, axis=-1)
-            )
-        return jnp.sum(jnp.square(x[:, None, :] - mu[None]) * p2[None], axis=-1)
-    # spherical: one precision per component
-    return _squared_distances(x, mu) * jnp.square(prec)
+        return jnp.sum(jnp.square((x[:, None, :] - mu[None]) * prec[None]), axis=-1)
+    return squared_distances(x, mu) * jnp.square(prec)
 
 
-def _squared_distances(x: Float[Array, "n d"], m: Float[Array, "k d"]) -> Float[Array, "n k"]:
+def squared_distances(x: Float[Array, "n d"], m: Float[Array, "k d"]) -> Float[Array, "n k"]:
+    """‖x_i − m_k‖², shape (N, K): expanded into matrix products in float64, direct in float32."""
     if _expand_quadratic(x.dtype):
         sq = (
             jnp.sum(jnp.square(x), axis=-1)[:, None]

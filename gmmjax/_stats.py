@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._likelihood import HIGHEST, _expand_quadratic
+from ._likelihood import HIGHEST, _expand_quadratic, quadratic_features, unpack_symmetric
 
 
 class SufficientStatistics(eqx.Module):
@@ -77,15 +77,16 @@ def sufficient_statistics(
 
 def _second_moment_expanded(X, resp, s0, raw1, shift, cov_type):
     """Σ γ (x−c)(x−c)ᵀ = Σ γ xxᵀ − c (Σγx)ᵀ − (Σγx) cᵀ + s0 ccᵀ, by matrix products (float64)."""
+    d = X.shape[-1]
     if cov_type == "full":
-        xx = jnp.einsum("nk,nd,ne->kde", resp, X, X, precision=HIGHEST)
+        xx = unpack_symmetric(jnp.dot(resp.T, quadratic_features(X), precision=HIGHEST), d)
         cr = jnp.einsum("kd,ke->kde", shift, raw1)
         return xx - cr - jnp.swapaxes(cr, -1, -2) + s0[:, None, None] * jnp.einsum(
             "kd,ke->kde", shift, shift
         )
     if cov_type == "tied":
         w = jnp.sum(resp, axis=1)
-        xx = jnp.dot((X * w[:, None]).T, X, precision=HIGHEST)
+        xx = unpack_symmetric(jnp.dot(w, quadratic_features(X), precision=HIGHEST), d)
         cr = jnp.dot(shift.T, raw1, precision=HIGHEST)
         return xx - cr - cr.T + jnp.dot((shift * s0[:, None]).T, shift, precision=HIGHEST)
     xx = jnp.dot(resp.T, jnp.square(X), precision=HIGHEST)
