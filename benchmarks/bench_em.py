@@ -86,7 +86,7 @@ def bench(name, dtype, iters, repeats, restarts):
     for _ in range(repeats):
         sk = GaussianMixture(
             k, covariance_type=cov_type, tol=0.0, max_iter=iters, init_params="random_from_data",
-            weights_init=np.asarray(starts[0].weights, np.float64),
+            weights_init=(w0 := np.asarray(starts[0].weights, np.float64)) / w0.sum(),
             means_init=np.asarray(starts[0].means, np.float64),
             precisions_init=_precisions(starts[0]), random_state=0,
         )
