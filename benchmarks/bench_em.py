@@ -85,10 +85,15 @@ def bench(name, dtype, iters, repeats, restarts):
     sk_times = []
     for _ in range(repeats):
         sk = GaussianMixture(
-            k, covariance_type=cov_type, tol=0.0, max_iter=iters, init_params="random_from_data",
+            k,
+            covariance_type=cov_type,
+            tol=0.0,
+            max_iter=iters,
+            init_params="random_from_data",
             weights_init=(w0 := np.asarray(starts[0].weights, np.float64)) / w0.sum(),
             means_init=np.asarray(starts[0].means, np.float64),
-            precisions_init=_precisions(starts[0]), random_state=0,
+            precisions_init=_precisions(starts[0]),
+            random_state=0,
         )
         t = time.perf_counter()
         sk.fit(X)
@@ -96,8 +101,16 @@ def bench(name, dtype, iters, repeats, restarts):
     sk_iter = statistics.median(sk_times) / iters
 
     def run():
-        res = gj.fit_em(X, k, key=keys[0], cov_type=cov_type, n_restarts=restarts,
-                        init_params=batched, max_iter=iters, tol=0.0)
+        res = gj.fit_em(
+            X,
+            k,
+            key=keys[0],
+            cov_type=cov_type,
+            n_restarts=restarts,
+            init_params=batched,
+            max_iter=iters,
+            tol=0.0,
+        )
         res.log_likelihood.block_until_ready()
         return res
 
@@ -115,9 +128,14 @@ def bench(name, dtype, iters, repeats, restarts):
     assert np.all(np.asarray(res.n_iter) == iters)
     flops = {"full": 4 * n * k * d * d, "tied": 4 * n * k * d * d}.get(cov_type, 6 * n * k * d)
     return dict(
-        wl=name, dtype=np.dtype(dtype).name, sk_ms_it=1e3 * sk_iter, gj_ms_it=1e3 * gj_iter,
-        sk_8r_100it=restarts * 100 * sk_iter, gj_8r_100it=100 * gj_iter,
-        compile_s=first - steady, speedup=restarts * sk_iter / gj_iter,
+        wl=name,
+        dtype=np.dtype(dtype).name,
+        sk_ms_it=1e3 * sk_iter,
+        gj_ms_it=1e3 * gj_iter,
+        sk_8r_100it=restarts * 100 * sk_iter,
+        gj_8r_100it=100 * gj_iter,
+        compile_s=first - steady,
+        speedup=restarts * sk_iter / gj_iter,
         gflops=restarts * flops / gj_iter / 1e9,
         status=sorted({gj.Status(int(s)).name for s in res.status}),
     )
@@ -134,18 +152,32 @@ def main():
     p.add_argument("--restarts", type=int, default=8)
     args = p.parse_args()
 
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-          f"jax {jax.__version__}, numpy {np.__version__}")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+        f"jax {jax.__version__}, numpy {np.__version__}"
+    )
     for dt in args.dtypes.split(","):
         print(f"# XLA {dt} matmul rate: {matmul_gflops(dt):.1f} GFLOP/s")
-    cols = ("wl", "dtype", "sk_ms_it", "gj_ms_it", "sk_8r_100it", "gj_8r_100it", "compile_s",
-            "speedup", "gflops", "status")
+    cols = (
+        "wl",
+        "dtype",
+        "sk_ms_it",
+        "gj_ms_it",
+        "sk_8r_100it",
+        "gj_8r_100it",
+        "compile_s",
+        "speedup",
+        "gflops",
+        "status",
+    )
     print(" | ".join(cols))
     for wl in args.workloads.split(","):
         for dt in args.dtypes.split(","):
             r = bench(wl, dt, args.iters, args.repeats, args.restarts)
-            print(" | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c])
-                             for c in cols), flush=True)
+            print(
+                " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from ._em import m_step_from_statistics as m_step_from_statistics
 from ._em import q_function as q_function
 from ._fit import FitResult as FitResult
 from ._fit import fit_em as fit_em
+from ._gradient import fit_gradient as fit_gradient
 from ._init import initialize as initialize
 from ._likelihood import component_log_prob as component_log_prob
 from ._likelihood import log_likelihood as log_likelihood
@@ -19,5 +20,8 @@ from ._sample import sample as sample
 from ._solver import Status as Status
 from ._stats import SufficientStatistics as SufficientStatistics
 from ._stats import sufficient_statistics as sufficient_statistics
+from ._transforms import Unconstrained as Unconstrained
+from ._transforms import from_unconstrained as from_unconstrained
+from ._transforms import to_unconstrained as to_unconstrained
 
 __version__ = "0.1.0"

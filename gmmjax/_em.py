@@ -8,6 +8,7 @@ computed from the shifted sufficient statistics of `_stats.py`.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
@@ -104,6 +105,11 @@ def _chunk_log_likelihood(X, w, _chunk_index, gmm):
     return log_likelihood(gmm, X, w)
 
 
-def streamed_log_likelihood(gmm: GMM, data: Chunked) -> Array:
-    """Σ_i w_i log p(x_i), chunk by chunk."""
-    return sum_over_chunks(_chunk_log_likelihood, data, gmm)
+def streamed_log_likelihood(gmm: GMM, data: Chunked, *, checkpoint: bool = False) -> Array:
+    """Σ_i w_i log p(x_i), chunk by chunk.
+
+    With `checkpoint`, each chunk's forward pass is recomputed in the backward pass instead of
+    stored, so a gradient needs memory for one chunk, not for all N rows.
+    """
+    fn = jax.checkpoint(_chunk_log_likelihood) if checkpoint else _chunk_log_likelihood
+    return sum_over_chunks(fn, data, gmm)

@@ -21,14 +21,16 @@ from ._validate import check_data, check_fit_options, check_init_params, check_s
 # Incremented each time a fitting program is traced; the compile-count tests read it.
 trace_counts: Counter[str] = Counter()
 
-# Rows per chunk times restarts: the (chunk, K, D) scratch of every restart together stays
-# cache-sized (see benchmarks/README.md for the measurements behind the number).
-_ROWS_PER_CHUNK_ALL_RESTARTS = 8192
+# Rows per chunk x restarts x components: the (chunk, K) responsibilities of all restarts
+# together stay cache-sized. Measured on W2 and W4 (benchmarks/README.md): 2^17-2^18 is best.
+_CHUNK_ELEMENTS = 2**18
 
 
-def default_chunk_size(n_samples: int, n_restarts: int) -> int:
-    """Rows per chunk when `chunk_size` is None: about 8192 rows shared by the restarts."""
-    return max(256, min(n_samples, _ROWS_PER_CHUNK_ALL_RESTARTS // n_restarts))
+def default_chunk_size(n_samples: int, n_restarts: int, n_components: int) -> int:
+    """Rows per chunk when `chunk_size` is None: 2^18 / (R·K) rounded down to a power of two,
+    at least 256 and at most N."""
+    rows = max(256, _CHUNK_ELEMENTS // (n_restarts * n_components))
+    return min(n_samples, 1 << (rows.bit_length() - 1))
 
 
 class FitResult(eqx.Module):
@@ -44,6 +46,9 @@ class FitResult(eqx.Module):
         n_iter: (R,) number of completed steps.
         status: (R,) `Status` codes.
         best_index: index of `best` in the restart axis.
+        n_evals: (R,) evaluations of the log-likelihood over the data (with its gradient where
+            one is taken), line-search evaluations included: the work measure for comparing
+            methods. EM: one per step; a minibatch gradient counts batch_size / N.
     """
 
     best: GMM
@@ -53,6 +58,7 @@ class FitResult(eqx.Module):
     n_iter: Int[Array, " r"]
     status: Int[Array, " r"]
     best_index: Int[Array, ""]
+    n_evals: Array
 
     @property
     def converged(self) -> Array:
@@ -63,7 +69,10 @@ class FitResult(eqx.Module):
 def _em_step(gmm: GMM, aux, *, data: Chunked, total_weight, reg_covar) -> StepOutput:
     stats, ll = streamed_e_statistics(gmm, data)
     new = m_step_from_statistics(stats, cov_type=gmm.cov_type, reg_covar=reg_covar)
-    finite = lambda t: jnp.all(jnp.isfinite(t))
+
+    def finite(t):
+        return jnp.all(jnp.isfinite(t))
+
     moments_ok = finite(new.weights) & finite(new.means) & finite(new.covariances)
     # Positive definiteness is read off the Cholesky factor: NaN when it failed.
     collapsed = ~finite(new.precisions_cholesky) | jnp.any(stats.s0 < _EMPTY_COMPONENT)
@@ -98,7 +107,11 @@ def _fit_em_program(
     def one_restart(key, start):
         if not has_init:
             start = init_from_data(
-                data, key, n_components=n_components, cov_type=cov_type, method=init,
+                data,
+                key,
+                n_components=n_components,
+                cov_type=cov_type,
+                method=init,
                 reg_covar=reg_covar,
             )
         out = iterate(step, start, None, max_iter=max_iter, tol=tol)
@@ -146,7 +159,7 @@ def fit_em(
         reg_covar: ε added to the covariance diagonals.
         sample_weight: optional (N,) non-negative weights.
         init_params: a GMM shared by all restarts, or one with a leading (R,) axis.
-        chunk_size: rows per chunk (default: about 8192 / R, at least 256).
+        chunk_size: rows per chunk (default: 2^18 / (R·K) as a power of two, at least 256).
 
     Returns:
         FitResult.
@@ -154,43 +167,105 @@ def fit_em(
     Raises:
         ValueError: for invalid input, before anything is traced.
     """
+    prep = prepare_fit(
+        X,
+        n_components,
+        key=key,
+        cov_type=cov_type,
+        n_restarts=n_restarts,
+        init=init,
+        max_iter=max_iter,
+        tol=tol,
+        reg_covar=reg_covar,
+        sample_weight=sample_weight,
+        init_params=init_params,
+        chunk_size=chunk_size,
+    )
+    params, ll, history, n_iter, status, best = _fit_em_program(
+        prep.data,
+        prep.keys,
+        prep.init_params,
+        prep.scalar(tol),
+        prep.scalar(reg_covar),
+        n_components=n_components,
+        cov_type=cov_type,
+        init=init,
+        max_iter=max_iter,
+        has_init=init_params is not None,
+    )
+    # One pass over the data per EM step.
+    return make_result(prep.uncentre(params), ll, history, n_iter, status, best, n_iter)
+
+
+class PreparedFit(eqx.Module):
+    """Validated, centred and chunked input shared by `fit_em` and `fit_gradient`."""
+
+    data: Chunked
+    keys: PRNGKeyArray
+    init_params: GMM | None  # centred, with a leading restart axis
+    offset: Float[Array, " d"]
+    n_samples: int = eqx.field(static=True)  # rows before padding (padding comes last)
+
+    def scalar(self, value) -> Array:
+        """A traced scalar option (tol, reg_covar, learning rate) in the data's dtype."""
+        return jnp.asarray(value, self.data.X.dtype)
+
+    def uncentre(self, params: GMM) -> GMM:
+        return eqx.tree_at(lambda g: g.means, params, params.means + self.offset)
+
+
+def prepare_fit(
+    X,
+    n_components,
+    *,
+    key,
+    cov_type,
+    n_restarts,
+    init,
+    max_iter,
+    tol,
+    reg_covar,
+    sample_weight,
+    init_params,
+    chunk_size,
+) -> PreparedFit:
+    """Validate everything (ValueError before tracing), centre X on its weighted mean, split
+    its rows into chunks, split the key per restart and centre / batch `init_params`."""
     X = check_data(X)
     n, d = X.shape
     check_fit_options(
-        n_samples=n, n_components=n_components, cov_type=cov_type, init=init,
-        n_restarts=n_restarts, max_iter=max_iter, tol=tol, reg_covar=reg_covar,
+        n_samples=n,
+        n_components=n_components,
+        cov_type=cov_type,
+        init=init,
+        n_restarts=n_restarts,
+        max_iter=max_iter,
+        tol=tol,
+        reg_covar=reg_covar,
         chunk_size=chunk_size,
     )
     weight = check_sample_weight(sample_weight, n, X.dtype)
     if init_params is not None:
         check_init_params(
-            init_params, n_components=n_components, n_features=d, cov_type=cov_type,
+            init_params,
+            n_components=n_components,
+            n_features=d,
+            cov_type=cov_type,
             n_restarts=n_restarts,
         )
-
     offset = jnp.sum(X * weight[:, None], axis=0) / jnp.sum(weight)
-    data = chunk_rows(X - offset, weight, chunk_size or default_chunk_size(n, n_restarts))
-    keys = jax.random.split(key, n_restarts)
-    start = None if init_params is None else _centred_batch(init_params, offset, n_restarts, X.dtype)
-
-    params, ll, history, n_iter, status, best = _fit_em_program(
-        data, keys, start, jnp.asarray(tol, X.dtype), jnp.asarray(reg_covar, X.dtype),
-        n_components=n_components, cov_type=cov_type, init=init, max_iter=max_iter,
-        has_init=init_params is not None,
-    )
-    return make_result(eqx.tree_at(lambda g: g.means, params, params.means + offset),
-                       ll, history, n_iter, status, best)
+    rows = chunk_size or default_chunk_size(n, n_restarts, n_components)
+    data = chunk_rows(X - offset, weight, rows)
+    start = None
+    if init_params is not None:
+        start = jax.tree.map(lambda a: jnp.asarray(a, X.dtype), init_params)
+        start = eqx.tree_at(lambda g: g.means, start, start.means - offset)
+        if not start.batch_shape:
+            start = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape), start)
+    return PreparedFit(data, jax.random.split(key, n_restarts), start, offset, n)
 
 
-def _centred_batch(gmm: GMM, offset, n_restarts: int, dtype) -> GMM:
-    gmm = jax.tree.map(lambda a: jnp.asarray(a, dtype), gmm)
-    gmm = eqx.tree_at(lambda g: g.means, gmm, gmm.means - offset)
-    if gmm.batch_shape:
-        return gmm
-    return jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape), gmm)
-
-
-def make_result(params: GMM, ll, history, n_iter, status, best_index) -> FitResult:
+def make_result(params: GMM, ll, history, n_iter, status, best_index, n_evals) -> FitResult:
     """Assemble a FitResult; warns when every restart failed."""
     if not bool(jnp.any(status <= Status.MAX_ITER_REACHED)):
         codes = sorted({Status(int(s)).name for s in status})
@@ -200,6 +275,12 @@ def make_result(params: GMM, ll, history, n_iter, status, best_index) -> FitResu
             stacklevel=3,
         )
     return FitResult(
-        best=params[best_index], params=params, log_likelihood=ll, history=history,
-        n_iter=n_iter, status=status, best_index=best_index,
+        best=params[best_index],
+        params=params,
+        log_likelihood=ll,
+        history=history,
+        n_iter=n_iter,
+        status=status,
+        best_index=best_index,
+        n_evals=jnp.asarray(n_evals),
     )

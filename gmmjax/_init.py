@@ -43,9 +43,7 @@ def init_from_data(
     X, w = data.flat_X, data.flat_weight
     if method == "kmeans++":
         centres = _kmeans_plus_plus(X, w, key, n_components)
-        centres = jax.lax.fori_loop(
-            0, N_LLOYD_STEPS, lambda _, c: _lloyd_step(c, data), centres
-        )
+        centres = jax.lax.fori_loop(0, N_LLOYD_STEPS, lambda _, c: _lloyd_step(c, data), centres)
     else:  # random_from_data: K distinct rows, drawn in proportion to the sample weights
         idx = jax.random.choice(key, X.shape[0], (n_components,), replace=False, p=w / jnp.sum(w))
         centres = X[idx]
@@ -88,7 +86,9 @@ def _chunk_lloyd(X, w, _chunk_index, centres):
 def _lloyd_step(centres, data: Chunked):
     counts, sums = sum_over_chunks(_chunk_lloyd, data, centres)
     # An empty cluster keeps its centre rather than dividing by zero.
-    return jnp.where(counts[:, None] > 0, sums / jnp.where(counts > 0, counts, 1.0)[:, None], centres)
+    return jnp.where(
+        counts[:, None] > 0, sums / jnp.where(counts > 0, counts, 1.0)[:, None], centres
+    )
 
 
 def _hard_assignment_statistics(centres, data: Chunked, cov_type: str) -> SufficientStatistics:
@@ -142,19 +142,34 @@ def initialize(
     """
     X = check_data(X)
     check_fit_options(
-        n_samples=X.shape[0], n_components=n_components, cov_type=cov_type, init=method,
-        n_restarts=1, max_iter=1, tol=0.0, reg_covar=reg_covar, chunk_size=None,
+        n_samples=X.shape[0],
+        n_components=n_components,
+        cov_type=cov_type,
+        init=method,
+        n_restarts=1,
+        max_iter=1,
+        tol=0.0,
+        reg_covar=reg_covar,
+        chunk_size=None,
     )
     data = chunk_rows(X, jnp.ones(X.shape[0], X.dtype), min(X.shape[0], 8192))
     return _initialize_program(
-        data, key, jnp.asarray(reg_covar, X.dtype), n_components=n_components,
-        cov_type=cov_type, method=method,
+        data,
+        key,
+        jnp.asarray(reg_covar, X.dtype),
+        n_components=n_components,
+        cov_type=cov_type,
+        method=method,
     )
 
 
 @functools.partial(jax.jit, static_argnames=("n_components", "cov_type", "method"))
 def _initialize_program(data, key, reg_covar, *, n_components, cov_type, method):
     return init_from_data(
-        data, key, n_components=n_components, cov_type=cov_type, method=method,
+        data,
+        key,
+        n_components=n_components,
+        cov_type=cov_type,
+        method=method,
         reg_covar=reg_covar,
     )

@@ -11,11 +11,11 @@ All arrays may carry leading batch axes (e.g. a restart axis), shared by every f
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
-import equinox as eqx
 from jaxtyping import Array, Float
 
 COV_TYPES = ("full", "diag", "spherical", "tied")
@@ -88,7 +88,11 @@ class GMM(eqx.Module):
     def __init__(self, weights, means, covariances, cov_type: str = "full"):
         if cov_type not in COV_TYPES:
             raise ValueError(f"cov_type must be one of {COV_TYPES}, got {cov_type!r}.")
-        weights, means, covariances = jnp.asarray(weights), jnp.asarray(means), jnp.asarray(covariances)
+        weights, means, covariances = (
+            jnp.asarray(weights),
+            jnp.asarray(means),
+            jnp.asarray(covariances),
+        )
         dtype = jnp.result_type(weights, means, covariances, jnp.float32)
         if not jnp.issubdtype(dtype, jnp.floating):
             raise ValueError(f"GMM parameters must be real floating point, got dtype {dtype}.")

@@ -9,9 +9,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from ._params import GMM
 
 
-def sample(
-    gmm: GMM, n: int, *, key: PRNGKeyArray
-) -> tuple[Float[Array, "n d"], Int[Array, " n"]]:
+def sample(gmm: GMM, n: int, *, key: PRNGKeyArray) -> tuple[Float[Array, "n d"], Int[Array, " n"]]:
     """Draw n samples: (X (n, D), z (n,) component labels)."""
     if gmm.batch_shape:
         raise ValueError(f"sample needs a single GMM, got batch shape {gmm.batch_shape}.")

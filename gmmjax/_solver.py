@@ -56,6 +56,8 @@ class StepOutput(eqx.Module):
     aux: Any
     log_likelihood: Float[Array, ""]  # mean log-likelihood of the *input* params
     failure: Int[Array, ""]  # OK, Status.NON_FINITE or Status.DEGENERATE
+    # A method's own extra convergence condition (e.g. a small gradient), ANDed with the tol test.
+    can_stop: Bool[Array, ""] | bool = True
 
 
 class LoopState(eqx.Module):
@@ -104,7 +106,7 @@ def iterate(
         failure = jnp.where(jnp.isfinite(ll), out.failure, Status.NON_FINITE)
         failed = failure != OK
         # t == 0: prev_ll is −inf, the change is +inf and never below tol.
-        converged = jnp.abs(ll - state.prev_ll) < tol
+        converged = (jnp.abs(ll - state.prev_ll) < tol) & out.can_stop
         status = jnp.where(
             failed,
             failure,
@@ -114,7 +116,10 @@ def iterate(
                 jnp.where(t + 1 >= max_iter, Status.MAX_ITER_REACHED, RUNNING),
             ),
         )
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(failed, b, a), new, old)
+
+        def keep(new, old):
+            return jax.tree.map(lambda a, b: jnp.where(failed, b, a), new, old)
+
         return LoopState(
             params=keep(out.params, state.params),
             aux=keep(out.aux, state.aux),

@@ -81,8 +81,11 @@ def _second_moment_expanded(X, resp, s0, raw1, shift, cov_type):
     if cov_type == "full":
         xx = unpack_symmetric(jnp.dot(resp.T, quadratic_features(X), precision=HIGHEST), d)
         cr = jnp.einsum("kd,ke->kde", shift, raw1)
-        return xx - cr - jnp.swapaxes(cr, -1, -2) + s0[:, None, None] * jnp.einsum(
-            "kd,ke->kde", shift, shift
+        return (
+            xx
+            - cr
+            - jnp.swapaxes(cr, -1, -2)
+            + s0[:, None, None] * jnp.einsum("kd,ke->kde", shift, shift)
         )
     if cov_type == "tied":
         w = jnp.sum(resp, axis=1)

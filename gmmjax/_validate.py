@@ -89,13 +89,13 @@ def check_fit_options(
         raise ValueError(f"n_restarts must be an integer >= 1, got {n_restarts!r}.")
     if not _is_int(max_iter) or max_iter < 1:
         raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}.")
-    _check_non_negative("tol", tol)
-    _check_non_negative("reg_covar", reg_covar)
+    check_non_negative("tol", tol)
+    check_non_negative("reg_covar", reg_covar)
     if chunk_size is not None and (not _is_int(chunk_size) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}.")
 
 
-def _check_non_negative(name, value):
+def check_non_negative(name, value):
     v = np.asarray(value)
     if v.shape != () or v.dtype.kind not in "biuf":
         raise ValueError(f"{name} must be a real scalar, got {value!r}.")

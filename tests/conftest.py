@@ -18,8 +18,9 @@ COV_TYPES = ("full", "diag", "spherical", "tied")
 
 def assert_close(actual, expected, *, rtol, atol=0.0, err_msg=""):
     """The one closeness helper; every call states its tolerances."""
-    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=rtol, atol=atol,
-                               err_msg=err_msg)
+    np.testing.assert_allclose(
+        np.asarray(actual), np.asarray(expected), rtol=rtol, atol=atol, err_msg=err_msg
+    )
 
 
 def blobs(key_seed=0, n=600, d=2, k=3, sep=4.0, dtype=np.float64):

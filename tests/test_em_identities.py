@@ -20,8 +20,9 @@ def _mean_ll_fn(cov_type, X):
 def test_monotone_over_200_iterations(cov_type):
     X = _overlapping_data()
     start = random_gmm(12, 3, 2, cov_type)  # a poor start, so that there is a long climb
-    res = gj.fit_em(X, 3, key=jax.random.key(0), cov_type=cov_type, init_params=start,
-                    max_iter=200, tol=0.0)
+    res = gj.fit_em(
+        X, 3, key=jax.random.key(0), cov_type=cov_type, init_params=start, max_iter=200, tol=0.0
+    )
     h = np.asarray(res.history[0])
     assert np.all(np.isfinite(h)) and int(res.n_iter[0]) == 200
     # float64 rounding of a mean over 800 samples is ~1e-15; allow that, nothing more.
@@ -41,8 +42,9 @@ def test_decomposition_and_tight_bound(cov_type):
         h = -jnp.sum(resp_t * jnp.log(resp))
         assert_close(gj.log_likelihood(theta, X), q + h, rtol=1e-12)
     entropy = -jnp.sum(resp_t * jnp.log(resp_t))
-    assert_close(gj.log_likelihood(theta_t, X), gj.q_function(theta_t, X, resp_t) + entropy,
-                 rtol=1e-12)
+    assert_close(
+        gj.log_likelihood(theta_t, X), gj.q_function(theta_t, X, resp_t) + entropy, rtol=1e-12
+    )
     # Gibbs: H(θ, θ^t) ≥ H(θ^t, θ^t), hence ℓ climbs when Q does.
     resp_next, _ = gj.e_step(theta_next, X)
     assert -jnp.sum(resp_t * jnp.log(resp_next)) >= entropy - 1e-9
@@ -55,7 +57,10 @@ def test_fisher_identity(cov_type):
     resp, _ = gj.e_step(theta, X)
     args = (theta.weights, theta.means, theta.covariances)
     grad_ll = jax.grad(_mean_ll_fn(cov_type, X), argnums=(0, 1, 2))(*args)
-    q = lambda w, m, c: gj.q_function(gj.GMM(w, m, c, cov_type), X, resp)
+
+    def q(w, m, c):
+        return gj.q_function(gj.GMM(w, m, c, cov_type), X, resp)
+
     grad_q = jax.grad(q, argnums=(0, 1, 2))(*args)
     for a, b in zip(grad_ll, grad_q, strict=True):
         assert_close(a, b, rtol=1e-9, atol=1e-9)
@@ -66,7 +71,10 @@ def test_m_step_maximises_q(cov_type):
     theta_t = random_gmm(6, 3, 2, cov_type)
     resp, _ = gj.e_step(theta_t, X)
     new = gj.m_step(X, resp, cov_type=cov_type, reg_covar=0.0)
-    q = lambda w, m, c: gj.q_function(gj.GMM(w, m, c, cov_type), X, resp)
+
+    def q(w, m, c):
+        return gj.q_function(gj.GMM(w, m, c, cov_type), X, resp)
+
     gw, gm, gc = jax.grad(q, argnums=(0, 1, 2))(new.weights, new.means, new.covariances)
     # On the simplex only the component of ∇_π Q orthogonal to (1, …, 1) must vanish.
     assert_close(gw - jnp.mean(gw), 0.0, rtol=0, atol=1e-8)
@@ -80,8 +88,9 @@ def test_m_step_maximises_q(cov_type):
         dc = rng.normal(size=new.covariances.shape) * 1e-3
         if cov_type in ("full", "tied"):
             dc = dc + np.swapaxes(dc, -1, -2)
-        perturbed = q(new.weights + dw, new.means + rng.normal(size=(3, 2)) * 1e-3,
-                      new.covariances + dc)
+        perturbed = q(
+            new.weights + dw, new.means + rng.normal(size=(3, 2)) * 1e-3, new.covariances + dc
+        )
         assert perturbed < q_best
 
 

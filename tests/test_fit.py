@@ -13,8 +13,10 @@ import gmmjax as gj
 def _match(estimated, true):
     """Permutation of estimated components closest to the true means."""
     k = len(true)
-    return min(itertools.permutations(range(k)),
-               key=lambda p: np.sum((np.asarray(estimated)[list(p)] - true) ** 2))
+    return min(
+        itertools.permutations(range(k)),
+        key=lambda p: np.sum((np.asarray(estimated)[list(p)] - true) ** 2),
+    )
 
 
 def test_recovers_well_separated_parameters():
@@ -36,8 +38,16 @@ def test_chunk_size_does_not_change_the_fit(cov_type):
     X = blobs(51, n=1000, d=3, k=3, sep=2.0)
     start = gj.initialize(X, 3, key=jax.random.key(0), cov_type=cov_type)
     fits = [
-        gj.fit_em(X, 3, key=jax.random.key(0), cov_type=cov_type, init_params=start,
-                  max_iter=30, tol=0.0, chunk_size=c)
+        gj.fit_em(
+            X,
+            3,
+            key=jax.random.key(0),
+            cov_type=cov_type,
+            init_params=start,
+            max_iter=30,
+            tol=0.0,
+            chunk_size=c,
+        )
         for c in (1000, 300, 64)  # one chunk; uneven chunks with padding; many chunks
     ]
     for other in fits[1:]:
@@ -50,10 +60,25 @@ def test_integer_sample_weights_equal_duplicated_rows(cov_type):
     X = blobs(52, n=300, d=2, k=3)
     counts = np.random.default_rng(0).integers(0, 4, size=300)
     start = gj.initialize(X, 3, key=jax.random.key(0), cov_type=cov_type)
-    weighted = gj.fit_em(X, 3, key=jax.random.key(0), cov_type=cov_type, init_params=start,
-                         sample_weight=counts, max_iter=25, tol=0.0)
-    repeated = gj.fit_em(np.repeat(X, counts, axis=0), 3, key=jax.random.key(0),
-                         cov_type=cov_type, init_params=start, max_iter=25, tol=0.0)
+    weighted = gj.fit_em(
+        X,
+        3,
+        key=jax.random.key(0),
+        cov_type=cov_type,
+        init_params=start,
+        sample_weight=counts,
+        max_iter=25,
+        tol=0.0,
+    )
+    repeated = gj.fit_em(
+        np.repeat(X, counts, axis=0),
+        3,
+        key=jax.random.key(0),
+        cov_type=cov_type,
+        init_params=start,
+        max_iter=25,
+        tol=0.0,
+    )
     assert_close(weighted.best.means, repeated.best.means, rtol=1e-10, atol=1e-12)
     assert_close(weighted.best.covariances, repeated.best.covariances, rtol=1e-10, atol=1e-12)
     assert_close(weighted.log_likelihood, repeated.log_likelihood, rtol=1e-12)
@@ -66,10 +91,18 @@ def test_float32_fit_tracks_float64(cov_type, offset):
     X32 = X64.astype(np.float32)
     start = gj.initialize(X64, 3, key=jax.random.key(0), cov_type=cov_type)
     start32 = jax.tree.map(lambda a: a.astype(np.float32), start)
-    f64 = gj.fit_em(X32.astype(np.float64), 3, key=jax.random.key(0), cov_type=cov_type,
-                    init_params=start, max_iter=50, tol=0.0)
-    f32 = gj.fit_em(X32, 3, key=jax.random.key(0), cov_type=cov_type, init_params=start32,
-                    max_iter=50, tol=0.0)
+    f64 = gj.fit_em(
+        X32.astype(np.float64),
+        3,
+        key=jax.random.key(0),
+        cov_type=cov_type,
+        init_params=start,
+        max_iter=50,
+        tol=0.0,
+    )
+    f32 = gj.fit_em(
+        X32, 3, key=jax.random.key(0), cov_type=cov_type, init_params=start32, max_iter=50, tol=0.0
+    )
     assert f32.best.means.dtype == np.float32
     assert int(f32.status[0]) == gj.Status.MAX_ITER_REACHED
     # float32 carries ~7 digits; after 50 steps a few units in the 5th digit remain.

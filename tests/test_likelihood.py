@@ -25,9 +25,7 @@ def test_log_prob_matches_scipy(cov_type, d):
     X = blobs(2, n=200, d=d)
     expected = _scipy_component_log_prob(gmm, X)
     assert_close(gj.component_log_prob(gmm, X), expected, rtol=1e-10, atol=1e-10)
-    assert_close(
-        gj.log_prob(gmm, X), jax.scipy.special.logsumexp(expected, axis=1), rtol=1e-10
-    )
+    assert_close(gj.log_prob(gmm, X), jax.scipy.special.logsumexp(expected, axis=1), rtol=1e-10)
     assert_close(gj.log_likelihood(gmm, X), np.sum(gj.log_prob(gmm, X)), rtol=1e-12)
 
 

@@ -12,12 +12,29 @@ from gmmjax._fit import trace_counts
 def test_vmapped_restarts_equal_one_at_a_time(cov_type):
     X = blobs(31, n=500, d=3, k=4, sep=2.0)
     key = jax.random.key(7)
-    res = gj.fit_em(X, 4, key=key, cov_type=cov_type, n_restarts=5, max_iter=60, tol=1e-6,
-                    init="random_from_data", chunk_size=128)
+    res = gj.fit_em(
+        X,
+        4,
+        key=key,
+        cov_type=cov_type,
+        n_restarts=5,
+        max_iter=60,
+        tol=1e-6,
+        init="random_from_data",
+        chunk_size=128,
+    )
     for r, k_r in enumerate(jax.random.split(key, 5)):
         start = gj.initialize(X, 4, key=k_r, cov_type=cov_type, method="random_from_data")
-        one = gj.fit_em(X, 4, key=k_r, cov_type=cov_type, init_params=start, max_iter=60,
-                        tol=1e-6, chunk_size=128)
+        one = gj.fit_em(
+            X,
+            4,
+            key=k_r,
+            cov_type=cov_type,
+            init_params=start,
+            max_iter=60,
+            tol=1e-6,
+            chunk_size=128,
+        )
         assert int(one.n_iter[0]) == int(res.n_iter[r])
         assert int(one.status[0]) == int(res.status[r])
         assert_close(one.log_likelihood[0], res.log_likelihood[r], rtol=1e-12)
@@ -41,8 +58,9 @@ def test_non_finite_restart_is_flagged_and_never_wins():
     # Means at 1e200: every squared distance overflows to inf, so ℓ = −inf at once.
     bad = gj.GMM(good.weights, good.means + 1e200, good.covariances, "spherical")
     starts = jax.tree.map(lambda a, b: np.stack([a, b, a]), bad, good)
-    res = gj.fit_em(X, 2, key=jax.random.key(0), cov_type="spherical", n_restarts=3,
-                    init_params=starts)
+    res = gj.fit_em(
+        X, 2, key=jax.random.key(0), cov_type="spherical", n_restarts=3, init_params=starts
+    )
     status = [gj.Status(int(s)) for s in res.status]
     assert status[0] == gj.Status.NON_FINITE and status[2] == gj.Status.NON_FINITE
     assert status[1] == gj.Status.CONVERGED

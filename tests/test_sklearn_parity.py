@@ -34,12 +34,23 @@ def test_fixed_steps_match_sklearn(name, cov_type):
     n_steps = 15
     start = gj.initialize(X, k, key=jax.random.key(3), cov_type=cov_type)
     ours = gj.fit_em(
-        X, k, key=jax.random.key(0), cov_type=cov_type, init_params=start, max_iter=n_steps,
-        tol=0.0, reg_covar=1e-6,
+        X,
+        k,
+        key=jax.random.key(0),
+        cov_type=cov_type,
+        init_params=start,
+        max_iter=n_steps,
+        tol=0.0,
+        reg_covar=1e-6,
     )
     sk = GaussianMixture(
-        k, covariance_type=cov_type, tol=0.0, max_iter=n_steps, reg_covar=1e-6,
-        weights_init=np.asarray(start.weights), means_init=np.asarray(start.means),
+        k,
+        covariance_type=cov_type,
+        tol=0.0,
+        max_iter=n_steps,
+        reg_covar=1e-6,
+        weights_init=np.asarray(start.weights),
+        means_init=np.asarray(start.means),
         precisions_init=_precisions(start),
     ).fit(X)
     assert int(ours.n_iter[0]) == sk.n_iter_ == n_steps
@@ -61,11 +72,16 @@ def test_convergence_test_matches_sklearn(cov_type):
     """Same tol semantics: the same number of iterations and the same converged flag."""
     X, k = DATASETS["iris"]
     start = gj.initialize(X, k, key=jax.random.key(5), cov_type=cov_type)
-    ours = gj.fit_em(X, k, key=jax.random.key(0), cov_type=cov_type, init_params=start,
-                     max_iter=500, tol=1e-4)
+    ours = gj.fit_em(
+        X, k, key=jax.random.key(0), cov_type=cov_type, init_params=start, max_iter=500, tol=1e-4
+    )
     sk = GaussianMixture(
-        k, covariance_type=cov_type, tol=1e-4, max_iter=500,
-        weights_init=np.asarray(start.weights), means_init=np.asarray(start.means),
+        k,
+        covariance_type=cov_type,
+        tol=1e-4,
+        max_iter=500,
+        weights_init=np.asarray(start.weights),
+        means_init=np.asarray(start.means),
         precisions_init=_precisions(start),
     ).fit(X)
     assert int(ours.n_iter[0]) == sk.n_iter_
