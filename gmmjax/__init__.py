@@ -3,6 +3,8 @@
 EM and gradient-based maximum likelihood, many restarts in one compiled program.
 """
 
+from ._compare import Comparison as Comparison
+from ._compare import compare as compare
 from ._em import e_step as e_step
 from ._em import em_step as em_step
 from ._em import m_step as m_step

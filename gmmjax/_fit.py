@@ -14,7 +14,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from ._em import m_step_from_statistics, streamed_e_statistics, streamed_log_likelihood
 from ._init import init_from_data
 from ._params import GMM
-from ._solver import OK, Status, StepOutput, iterate, select_best
+from ._solver import OK, LoopResult, Status, StepOutput, iterate, select_best
 from ._stats import Chunked, chunk_rows
 from ._validate import check_data, check_fit_options, check_init_params, check_sample_weight
 
@@ -46,9 +46,11 @@ class FitResult(eqx.Module):
         n_iter: (R,) number of completed steps.
         status: (R,) `Status` codes.
         best_index: index of `best` in the restart axis.
-        n_evals: (R,) evaluations of the log-likelihood over the data (with its gradient where
-            one is taken), line-search evaluations included: the work measure for comparing
-            methods. EM: one per step; a minibatch gradient counts batch_size / N.
+        evals: (R, max_iter); evals[r, t] is the work spent when history[r, t] became known,
+            in evaluations of the log-likelihood over the data (with its gradient where one is
+            taken), line-search evaluations included: the measure for comparing methods.
+            EM: t + 1 (one fused E/M pass per step); a minibatch gradient counts batch_size / N.
+        n_evals: (R,) total work of each restart in the same unit.
     """
 
     best: GMM
@@ -58,7 +60,8 @@ class FitResult(eqx.Module):
     n_iter: Int[Array, " r"]
     status: Int[Array, " r"]
     best_index: Int[Array, ""]
-    n_evals: Array
+    evals: Float[Array, "r max_iter"]
+    n_evals: Float[Array, " r"]
 
     @property
     def converged(self) -> Array:
@@ -116,10 +119,10 @@ def _fit_em_program(
             )
         out = iterate(step, start, None, max_iter=max_iter, tol=tol)
         final_ll = streamed_log_likelihood(out.params, data) / total_weight
-        return out.params, final_ll, out.history, out.n_iter, out.status
+        return out.params, final_ll, out
 
-    params, ll, history, n_iter, status = jax.vmap(one_restart)(keys, init_params)
-    return params, ll, history, n_iter, status, select_best(ll, status)
+    params, ll, out = jax.vmap(one_restart)(keys, init_params)
+    return params, ll, out, select_best(ll, out.status)
 
 
 def fit_em(
@@ -181,7 +184,7 @@ def fit_em(
         init_params=init_params,
         chunk_size=chunk_size,
     )
-    params, ll, history, n_iter, status, best = _fit_em_program(
+    params, ll, out, best = _fit_em_program(
         prep.data,
         prep.keys,
         prep.init_params,
@@ -193,8 +196,7 @@ def fit_em(
         max_iter=max_iter,
         has_init=init_params is not None,
     )
-    # One pass over the data per EM step.
-    return make_result(prep.uncentre(params), ll, history, n_iter, status, best, n_iter)
+    return make_result(prep.uncentre(params), ll, out, best)
 
 
 class PreparedFit(eqx.Module):
@@ -265,8 +267,9 @@ def prepare_fit(
     return PreparedFit(data, jax.random.split(key, n_restarts), start, offset, n)
 
 
-def make_result(params: GMM, ll, history, n_iter, status, best_index, n_evals) -> FitResult:
-    """Assemble a FitResult; warns when every restart failed."""
+def make_result(params: GMM, ll, out: LoopResult, best_index) -> FitResult:
+    """Assemble a FitResult from the restarts' loop results; warns when every restart failed."""
+    status = out.status
     if not bool(jnp.any(status <= Status.MAX_ITER_REACHED)):
         codes = sorted({Status(int(s)).name for s in status})
         warnings.warn(
@@ -278,9 +281,10 @@ def make_result(params: GMM, ll, history, n_iter, status, best_index, n_evals) -
         best=params[best_index],
         params=params,
         log_likelihood=ll,
-        history=history,
-        n_iter=n_iter,
+        history=out.history,
+        n_iter=out.n_iter,
         status=status,
         best_index=best_index,
-        n_evals=jnp.asarray(n_evals),
+        evals=out.evals_history,
+        n_evals=out.evals,
     )

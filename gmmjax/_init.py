@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
@@ -128,7 +129,7 @@ def initialize(
     method: str = "kmeans++",
     reg_covar: float = 1e-6,
 ) -> GMM:
-    """Initial parameters for one fit.
+    """Initial parameters for one fit, or for R fits at once when `key` holds R keys.
 
     Methods:
         "kmeans++": k-means++ seeding, then 10 Lloyd steps, then an M-step from the hard
@@ -136,6 +137,11 @@ def initialize(
         "random_from_data": K distinct rows as centres, then an M-step from the assignment of
             every row to its nearest centre.
         "random": uniformly random responsibilities, normalised per row, then an M-step.
+
+    Args:
+        key: one PRNG key, or a (R,) array of keys (e.g. `jax.random.split(key, R)`): the R
+            initialisations are then vmapped and the GMM has a leading (R,) axis. `fit_em`
+            restart r starts from `initialize(..., key=jax.random.split(key, R)[r])`.
 
     Raises:
         ValueError: for invalid X or options.
@@ -152,8 +158,10 @@ def initialize(
         reg_covar=reg_covar,
         chunk_size=None,
     )
-    data = chunk_rows(X, jnp.ones(X.shape[0], X.dtype), min(X.shape[0], 8192))
-    return _initialize_program(
+    # Centred as in fit_em, so that float32 k-means distances keep their digits.
+    offset = jnp.mean(X, axis=0)
+    data = chunk_rows(X - offset, jnp.ones(X.shape[0], X.dtype), min(X.shape[0], 8192))
+    gmm = _initialize_program(
         data,
         key,
         jnp.asarray(reg_covar, X.dtype),
@@ -161,15 +169,21 @@ def initialize(
         cov_type=cov_type,
         method=method,
     )
+    return eqx.tree_at(lambda g: g.means, gmm, gmm.means + offset)
 
 
 @functools.partial(jax.jit, static_argnames=("n_components", "cov_type", "method"))
 def _initialize_program(data, key, reg_covar, *, n_components, cov_type, method):
-    return init_from_data(
-        data,
-        key,
-        n_components=n_components,
-        cov_type=cov_type,
-        method=method,
-        reg_covar=reg_covar,
-    )
+    def one(k):
+        return init_from_data(
+            data,
+            k,
+            n_components=n_components,
+            cov_type=cov_type,
+            method=method,
+            reg_covar=reg_covar,
+        )
+
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    batched = key.ndim >= (1 if typed else 2)
+    return jax.vmap(one)(key) if batched else one(key)

@@ -58,6 +58,10 @@ class StepOutput(eqx.Module):
     failure: Int[Array, ""]  # OK, Status.NON_FINITE or Status.DEGENERATE
     # A method's own extra convergence condition (e.g. a small gradient), ANDed with the tol test.
     can_stop: Bool[Array, ""] | bool = True
+    # Work, in evaluations of the log-likelihood over the data (with its gradient where one is
+    # taken): what it cost to know log_likelihood, and what the update cost beyond that.
+    evals_value: Float[Array, ""] | float = 1.0
+    evals_update: Float[Array, ""] | float = 0.0
 
 
 class LoopState(eqx.Module):
@@ -65,6 +69,8 @@ class LoopState(eqx.Module):
     aux: Any
     prev_ll: Float[Array, ""]
     history: Float[Array, " max_iter"]
+    evals_history: Float[Array, " max_iter"]
+    evals: Float[Array, ""]
     n_iter: Int[Array, ""]
     status: Int[Array, ""]
 
@@ -72,7 +78,9 @@ class LoopState(eqx.Module):
 class LoopResult(eqx.Module):
     params: Any
     aux: Any
-    history: Float[Array, " max_iter"]
+    history: Float[Array, " max_iter"]  # ℓ(θ_t)/N
+    evals_history: Float[Array, " max_iter"]  # cumulative evaluations when ℓ(θ_t) was known
+    evals: Float[Array, ""]  # total evaluations
     n_iter: Int[Array, ""]
     status: Int[Array, ""]
 
@@ -92,6 +100,8 @@ def iterate(
         aux=aux,
         prev_ll=jnp.array(-jnp.inf, dtype),
         history=jnp.full((max_iter,), jnp.nan, dtype),
+        evals_history=jnp.full((max_iter,), jnp.nan, dtype),
+        evals=jnp.zeros((), dtype),
         n_iter=jnp.array(0),
         status=jnp.array(RUNNING),
     )
@@ -125,12 +135,22 @@ def iterate(
             aux=keep(out.aux, state.aux),
             prev_ll=ll,
             history=state.history.at[t].set(ll),
+            evals_history=state.evals_history.at[t].set(state.evals + out.evals_value),
+            evals=state.evals + out.evals_value + out.evals_update,
             n_iter=jnp.where(failed, t, t + 1),
             status=status,
         )
 
     final = jax.lax.while_loop(cond, body, init)
-    return LoopResult(final.params, final.aux, final.history, final.n_iter, final.status)
+    return LoopResult(
+        final.params,
+        final.aux,
+        final.history,
+        final.evals_history,
+        final.evals,
+        final.n_iter,
+        final.status,
+    )
 
 
 def select_best(log_likelihood: Float[Array, " r"], status: Int[Array, " r"]) -> Int[Array, ""]:

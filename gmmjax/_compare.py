@@ -1,0 +1,180 @@
+"""`compare`: EM and gradient methods from the same starts, scored the same way."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import jax
+import numpy as np
+from jaxtyping import PRNGKeyArray
+from scipy.optimize import linear_sum_assignment
+
+from ._fit import FitResult, fit_em
+from ._gradient import fit_gradient
+from ._init import initialize
+from ._params import GMM
+from ._validate import check_data
+
+# Reaching "the best optimum" means ending within this of the best mean log-likelihood any
+# method found (per sample, the scale every history uses).
+REACH_TOL = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """What `compare` returns.
+
+    Attributes:
+        rows: one dict per method (see `compare` for the columns).
+        histories: method -> (R, max_iter) mean log-likelihood per iteration (NaN padded).
+        evals: method -> (R, max_iter) cumulative evaluations when each history entry was known.
+        results: method -> the FitResult itself.
+        best_log_likelihood: the best final mean log-likelihood any method found.
+    """
+
+    rows: list[dict]
+    histories: dict[str, np.ndarray]
+    evals: dict[str, np.ndarray]
+    results: dict[str, FitResult]
+    best_log_likelihood: float
+
+    def __str__(self) -> str:
+        cols = list(self.rows[0])
+        cells = [[_fmt(r[c]) for c in cols] for r in self.rows]
+        widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
+        lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+        return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.6g}"
+    return str(v)
+
+
+def compare(
+    X,
+    n_components: int,
+    *,
+    key: PRNGKeyArray,
+    methods=("em", "lbfgs", "adam"),
+    n_restarts: int = 8,
+    cov_type: str = "full",
+    init: str = "kmeans++",
+    max_iter: int = 500,
+    tol: float = 1e-8,
+    reg_covar: float = 1e-6,
+    learning_rates: dict[str, float] | None = None,
+    true_params: GMM | None = None,
+) -> Comparison:
+    """Run each method from the same initial parameters and tabulate the outcome.
+
+    Every method starts restart r from `initialize(X, K, key=split(key, R)[r], ...)`; every
+    history is the full-data mean log-likelihood, so curves compare step for step.
+
+    Columns of each row:
+        method; best_ll and median_ll (final mean log-likelihood over restarts);
+        iters_to_best and evals_to_best (median over the restarts that get there of the
+            iterations / evaluations until the history first comes within 1e-4 of the best
+            value any method found; NaN when none does);
+        seconds (wall clock of the compiled fit, all restarts) and compile_seconds (the first
+            call's extra time);
+        reach_best (fraction of restarts ending within 1e-4 of that best value);
+        failed (restarts with status non_finite or degenerate);
+        param_error (with `true_params`: max abs error of weights and means of the best
+            restart after matching components by the Hungarian algorithm, via scipy).
+
+    Args:
+        methods: "em" and any `fit_gradient` optimizer name.
+        learning_rates: per-method learning rates for "adam"/"sgd".
+        reg_covar: EM's regulariser (also used by the shared initialisation).
+    """
+    X = check_data(X)
+    keys = jax.random.split(key, n_restarts)
+    init_params = initialize(
+        X, n_components, key=keys, cov_type=cov_type, method=init, reg_covar=reg_covar
+    )
+    learning_rates = learning_rates or {}
+
+    def run(method):
+        if method == "em":
+            return fit_em(
+                X,
+                n_components,
+                key=key,
+                cov_type=cov_type,
+                n_restarts=n_restarts,
+                init_params=init_params,
+                max_iter=max_iter,
+                tol=tol,
+                reg_covar=reg_covar,
+            )
+        return fit_gradient(
+            X,
+            n_components,
+            key=key,
+            optimizer=method,
+            cov_type=cov_type,
+            n_restarts=n_restarts,
+            init_params=init_params,
+            max_iter=max_iter,
+            tol=tol,
+            learning_rate=learning_rates.get(method),
+        )
+
+    results, seconds, compile_seconds = {}, {}, {}
+    for method in methods:
+        t0 = time.perf_counter()
+        jax.block_until_ready(run(method))
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        results[method] = jax.block_until_ready(run(method))
+        seconds[method] = time.perf_counter() - t0
+        compile_seconds[method] = max(first - seconds[method], 0.0)
+
+    finals = {m: np.asarray(r.log_likelihood) for m, r in results.items()}
+    best = max(float(np.max(f[np.isfinite(f)], initial=-np.inf)) for f in finals.values())
+    rows = []
+    for method, res in results.items():
+        hist, evals = np.asarray(res.history), np.asarray(res.evals)
+        reached = hist >= best - REACH_TOL
+        hit = reached.any(axis=1)
+        first = reached.argmax(axis=1)
+        final = finals[method]
+        ok = np.isfinite(final)
+        row = {
+            "method": method,
+            "best_ll": float(np.max(final[ok], initial=-np.inf)),
+            "median_ll": float(np.median(final[ok])) if ok.any() else float("nan"),
+            "iters_to_best": float(np.median(first[hit])) if hit.any() else float("nan"),
+            "evals_to_best": (
+                float(np.median(evals[hit, first[hit]])) if hit.any() else float("nan")
+            ),
+            "seconds": seconds[method],
+            "compile_seconds": compile_seconds[method],
+            "reach_best": float(np.mean(final >= best - REACH_TOL)),
+            "failed": int(np.sum(np.asarray(res.status) >= 2)),
+        }
+        if true_params is not None:
+            row["param_error"] = parameter_error(res.best, true_params)
+        rows.append(row)
+    return Comparison(
+        rows,
+        {m: np.asarray(r.history) for m, r in results.items()},
+        {m: np.asarray(r.evals) for m, r in results.items()},
+        results,
+        best,
+    )
+
+
+def parameter_error(estimate: GMM, truth: GMM) -> float:
+    """Max abs error of weights and means after matching components (Hungarian algorithm)."""
+    est_m, true_m = np.asarray(estimate.means), np.asarray(truth.means)
+    cost = np.sum((est_m[:, None, :] - true_m[None]) ** 2, axis=-1)
+    rows, cols = linear_sum_assignment(cost)
+    w_err = np.abs(np.asarray(estimate.weights)[rows] - np.asarray(truth.weights)[cols])
+    m_err = np.abs(est_m[rows] - true_m[cols])
+    return float(max(w_err.max(), m_err.max()))
