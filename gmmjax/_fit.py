@@ -69,7 +69,7 @@ class FitResult(eqx.Module):
         return self.status == Status.CONVERGED
 
 
-def _em_step(gmm: GMM, aux, *, data: Chunked, total_weight, reg_covar) -> StepOutput:
+def _em_step(gmm: GMM, aux, *, data: Chunked, total_weight, mean_weight, reg_covar) -> StepOutput:
     stats, ll = streamed_e_statistics(gmm, data)
     new = m_step_from_statistics(stats, cov_type=gmm.cov_type, reg_covar=reg_covar)
 
@@ -78,12 +78,14 @@ def _em_step(gmm: GMM, aux, *, data: Chunked, total_weight, reg_covar) -> StepOu
 
     moments_ok = finite(new.weights) & finite(new.means) & finite(new.covariances)
     # Positive definiteness is read off the Cholesky factor: NaN when it failed.
-    collapsed = ~finite(new.precisions_cholesky) | jnp.any(stats.s0 < _EMPTY_COMPONENT)
+    empty = stats.s0 < _EMPTY_COMPONENT * mean_weight
+    collapsed = ~finite(new.precisions_cholesky) | jnp.any(empty)
     failure = jnp.where(moments_ok, jnp.where(collapsed, Status.DEGENERATE, OK), Status.NON_FINITE)
     return StepOutput(new, aux, ll / total_weight, failure)
 
 
-# A component whose responsibilities sum to less than this (in samples) is numerically empty.
+# A component whose responsibilities sum to less than this many (average-weight) samples is
+# numerically empty.
 _EMPTY_COMPONENT = 1e-10
 
 
@@ -105,7 +107,14 @@ def _fit_em_program(
 ):
     trace_counts["fit_em"] += 1
     total_weight = jnp.sum(data.weight)
-    step = functools.partial(_em_step, data=data, total_weight=total_weight, reg_covar=reg_covar)
+    mean_weight = total_weight / jnp.sum(data.weight > 0)
+    step = functools.partial(
+        _em_step,
+        data=data,
+        total_weight=total_weight,
+        mean_weight=mean_weight,
+        reg_covar=reg_covar,
+    )
 
     def one_restart(key, start):
         if not has_init:
@@ -192,7 +201,7 @@ def fit_em(
         prep.scalar(reg_covar),
         n_components=n_components,
         cov_type=cov_type,
-        init=init,
+        init=None if init_params is not None else init,  # unused then: no recompile on it
         max_iter=max_iter,
         has_init=init_params is not None,
     )
@@ -256,7 +265,7 @@ def prepare_fit(
             n_restarts=n_restarts,
         )
     offset = jnp.sum(X * weight[:, None], axis=0) / jnp.sum(weight)
-    rows = chunk_size or default_chunk_size(n, n_restarts, n_components)
+    rows = min(n, chunk_size or default_chunk_size(n, n_restarts, n_components))
     data = chunk_rows(X - offset, weight, rows)
     start = None
     if init_params is not None:

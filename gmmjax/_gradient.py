@@ -64,9 +64,9 @@ def _gradient_step(
     grad_tol,
 ) -> StepOutput:
     def loss(u, batch):
-        return -streamed_log_likelihood(from_unconstrained(u), batch, checkpoint=True) / jnp.sum(
-            batch.weight
-        )
+        ll = streamed_log_likelihood(from_unconstrained(u), batch, checkpoint=True)
+        # max(): a minibatch that drew only zero-weight rows contributes nothing, not 0/0.
+        return -ll / jnp.maximum(jnp.sum(batch.weight), jnp.finfo(ll.dtype).tiny)
 
     full_loss = functools.partial(loss, batch=data)
     key, sub = jax.random.split(aux.key)
@@ -248,7 +248,7 @@ def fit_gradient(
         prep.scalar(reg_covar),
         n_components=n_components,
         cov_type=cov_type,
-        init=init,
+        init=None if init_params is not None else init,  # unused then: no recompile on it
         max_iter=max_iter,
         has_init=init_params is not None,
         optimizer=optimizer,

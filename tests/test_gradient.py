@@ -51,7 +51,9 @@ def test_gradients_finite_at_the_boundaries(cov_type):
     u = gj.to_unconstrained(gmm)
     # A weight near 0 and variances near 0 and very large.
     extreme = gj.Unconstrained(
-        u.logits.at[0].set(-40.0), u.means, u.scale * 0 + jnp.where(u.scale != 0, 1.0, 0.0) * 8.0,
+        u.logits.at[0].set(-40.0),
+        u.means,
+        u.scale * 0 + jnp.where(u.scale != 0, 1.0, 0.0) * 8.0,
         cov_type,
     )
     tiny = gj.Unconstrained(u.logits, u.means, u.scale - 6.0, cov_type)
@@ -91,16 +93,33 @@ def test_grad_matches_central_differences(cov_type):
 
 def test_em_and_lbfgs_reach_the_same_optimum(cov_type):
     truth = gj.GMM(
-        np.array([0.5, 0.3, 0.2]), np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]]),
+        np.array([0.5, 0.3, 0.2]),
+        np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]]),
         np.stack([np.eye(2)] * 3),
     )
     X, _ = gj.sample(truth, 3000, key=jax.random.key(0))
     start = gj.initialize(X, 3, key=jax.random.key(1), cov_type=cov_type)
     # reg_covar=0: EM's fixed point is then the unregularised MLE that L-BFGS maximises.
-    em = gj.fit_em(X, 3, key=jax.random.key(0), cov_type=cov_type, init_params=start,
-                   max_iter=1000, tol=1e-12, reg_covar=0.0)
-    lb = gj.fit_gradient(X, 3, key=jax.random.key(0), cov_type=cov_type, init_params=start,
-                         max_iter=500, tol=1e-12, grad_tol=1e-8)
+    em = gj.fit_em(
+        X,
+        3,
+        key=jax.random.key(0),
+        cov_type=cov_type,
+        init_params=start,
+        max_iter=1000,
+        tol=1e-12,
+        reg_covar=0.0,
+    )
+    lb = gj.fit_gradient(
+        X,
+        3,
+        key=jax.random.key(0),
+        cov_type=cov_type,
+        init_params=start,
+        max_iter=500,
+        tol=1e-12,
+        grad_tol=1e-8,
+    )
     assert int(em.status[0]) == gj.Status.CONVERGED
     assert int(lb.status[0]) == gj.Status.CONVERGED
     assert_close(lb.log_likelihood, em.log_likelihood, rtol=0, atol=1e-6)
@@ -116,8 +135,9 @@ def test_every_iterate_is_feasible(optimizer):
     X = blobs(6, n=300, d=2)
     start = gj.initialize(X, 3, key=jax.random.key(0))
     for t in range(1, 5):
-        res = gj.fit_gradient(X, 3, key=jax.random.key(0), optimizer=optimizer,
-                              init_params=start, max_iter=t, tol=0.0)
+        res = gj.fit_gradient(
+            X, 3, key=jax.random.key(0), optimizer=optimizer, init_params=start, max_iter=t, tol=0.0
+        )
         assert int(res.n_iter[0]) == t
         best = res.best
         gj.GMM(np.asarray(best.weights), np.asarray(best.means), np.asarray(best.covariances))
@@ -129,12 +149,21 @@ def test_vmapped_restarts_equal_one_at_a_time(optimizer):
     key = jax.random.key(3)
     # A fixed chunk_size: the default depends on R, and another summation order would
     # change the rounding that L-BFGS's line search then amplifies.
-    res = gj.fit_gradient(X, 3, key=key, optimizer=optimizer, n_restarts=3, max_iter=40,
-                          init="random_from_data", chunk_size=128)
+    res = gj.fit_gradient(
+        X,
+        3,
+        key=key,
+        optimizer=optimizer,
+        n_restarts=3,
+        max_iter=40,
+        init="random_from_data",
+        chunk_size=128,
+    )
     for r, k_r in enumerate(jax.random.split(key, 3)):
         start = gj.initialize(X, 3, key=k_r, method="random_from_data")
-        one = gj.fit_gradient(X, 3, key=k_r, optimizer=optimizer, init_params=start,
-                              max_iter=40, chunk_size=128)
+        one = gj.fit_gradient(
+            X, 3, key=k_r, optimizer=optimizer, init_params=start, max_iter=40, chunk_size=128
+        )
         assert int(one.n_iter[0]) == int(res.n_iter[r])
         assert_close(one.history[0], res.history[r], rtol=1e-10)
         # XLA fuses the batched program differently (rounding at 1e-16); L-BFGS's curvature
@@ -146,12 +175,27 @@ def test_vmapped_restarts_equal_one_at_a_time(optimizer):
 def test_diverging_optimizer_is_non_finite_and_never_wins():
     X = blobs(8, n=300, d=2)
     starts = gj.initialize(X, 3, key=jax.random.split(jax.random.key(0), 2))
-    sane = gj.fit_gradient(X, 3, key=jax.random.key(0), optimizer="sgd", init_params=starts,
-                           n_restarts=2, learning_rate=1e-2, max_iter=50)
+    sane = gj.fit_gradient(
+        X,
+        3,
+        key=jax.random.key(0),
+        optimizer="sgd",
+        init_params=starts,
+        n_restarts=2,
+        learning_rate=1e-2,
+        max_iter=50,
+    )
     with pytest.warns(RuntimeWarning, match="every restart failed"):
-        wild = gj.fit_gradient(X, 3, key=jax.random.key(0), optimizer="sgd",
-                               init_params=starts, n_restarts=2, learning_rate=1e12,
-                               max_iter=50)
+        wild = gj.fit_gradient(
+            X,
+            3,
+            key=jax.random.key(0),
+            optimizer="sgd",
+            init_params=starts,
+            n_restarts=2,
+            learning_rate=1e12,
+            max_iter=50,
+        )
     assert np.all(np.asarray(wild.status) == gj.Status.NON_FINITE)
     assert np.all(np.asarray(sane.status) != gj.Status.NON_FINITE)
     for leaf in jax.tree.leaves(wild.params):  # the last finite iterate is returned
@@ -163,19 +207,29 @@ def test_failed_restart_loses_to_a_finite_one():
     good = gj.initialize(X, 3, key=jax.random.key(0))
     bad = gj.GMM(good.weights, good.means + 1e200, good.covariances)
     starts = jax.tree.map(lambda a, b: np.stack([a, b]), bad, good)
-    res = gj.fit_gradient(X, 3, key=jax.random.key(0), init_params=starts, n_restarts=2,
-                          max_iter=30)
+    res = gj.fit_gradient(
+        X, 3, key=jax.random.key(0), init_params=starts, n_restarts=2, max_iter=30
+    )
     assert int(res.status[0]) == gj.Status.NON_FINITE
     assert int(res.best_index) == 1
 
 
 def test_no_retrace_when_learning_rate_tol_or_data_change():
     X1, X2 = blobs(10, n=300, d=2), blobs(11, n=300, d=2)
-    gj.fit_gradient(X1, 3, key=jax.random.key(0), optimizer="adam", learning_rate=0.1,
-                    tol=1e-6, max_iter=20)
+    gj.fit_gradient(
+        X1, 3, key=jax.random.key(0), optimizer="adam", learning_rate=0.1, tol=1e-6, max_iter=20
+    )
     before = trace_counts["fit_gradient"]
-    gj.fit_gradient(X2, 3, key=jax.random.key(1), optimizer="adam", learning_rate=0.01,
-                    tol=1e-3, grad_tol=1e-2, max_iter=20)
+    gj.fit_gradient(
+        X2,
+        3,
+        key=jax.random.key(1),
+        optimizer="adam",
+        learning_rate=0.01,
+        tol=1e-3,
+        grad_tol=1e-2,
+        max_iter=20,
+    )
     assert trace_counts["fit_gradient"] == before
     gj.fit_gradient(X2, 3, key=jax.random.key(1), optimizer="adam", max_iter=21)
     assert trace_counts["fit_gradient"] == before + 1
@@ -183,8 +237,9 @@ def test_no_retrace_when_learning_rate_tol_or_data_change():
 
 def test_minibatch_records_full_data_log_likelihood():
     X = blobs(12, n=1000, d=2, sep=4.0)
-    res = gj.fit_gradient(X, 3, key=jax.random.key(0), optimizer="adam", batch_size=100,
-                          max_iter=30, tol=0.0)
+    res = gj.fit_gradient(
+        X, 3, key=jax.random.key(0), optimizer="adam", batch_size=100, max_iter=30, tol=0.0
+    )
     h = np.asarray(res.history[0])
     start = gj.initialize(X, 3, key=jax.random.split(jax.random.key(0), 1)[0])
     assert_close(h[0], gj.log_likelihood(start, X) / 1000, rtol=1e-12)
@@ -194,8 +249,7 @@ def test_minibatch_records_full_data_log_likelihood():
 
 def test_custom_optax_transformation_and_bad_options():
     X = blobs(13, n=200, d=2)
-    res = gj.fit_gradient(X, 2, key=jax.random.key(0), optimizer=optax.rmsprop(1e-2),
-                          max_iter=10)
+    res = gj.fit_gradient(X, 2, key=jax.random.key(0), optimizer=optax.rmsprop(1e-2), max_iter=10)
     assert np.isfinite(float(res.log_likelihood[0]))
     with pytest.raises(ValueError, match="optimizer must be one of"):
         gj.fit_gradient(X, 2, key=jax.random.key(0), optimizer="newton")
@@ -206,11 +260,19 @@ def test_custom_optax_transformation_and_bad_options():
 
 
 def test_compare_table():
-    truth = gj.GMM(np.array([0.6, 0.4]), np.array([[0.0, 0.0], [5.0, 5.0]]),
-                   np.stack([np.eye(2)] * 2))
+    truth = gj.GMM(
+        np.array([0.6, 0.4]), np.array([[0.0, 0.0], [5.0, 5.0]]), np.stack([np.eye(2)] * 2)
+    )
     X, _ = gj.sample(truth, 2000, key=jax.random.key(0))
-    c = gj.compare(X, 2, key=jax.random.key(1), methods=("em", "lbfgs"), n_restarts=2,
-                   init="random", true_params=truth)
+    c = gj.compare(
+        X,
+        2,
+        key=jax.random.key(1),
+        methods=("em", "lbfgs"),
+        n_restarts=2,
+        init="random",
+        true_params=truth,
+    )
     assert [r["method"] for r in c.rows] == ["em", "lbfgs"]
     for row in c.rows:
         assert row["reach_best"] == 1.0 and row["failed"] == 0
