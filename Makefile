@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/python -m gmmjax.demo
+	$(VENV)/bin/gmmjax demo
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

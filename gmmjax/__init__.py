@@ -5,6 +5,11 @@ EM and gradient-based maximum likelihood, many restarts in one compiled program.
 
 from ._compare import Comparison as Comparison
 from ._compare import compare as compare
+from ._criteria import aic as aic
+from ._criteria import bic as bic
+from ._criteria import n_parameters as n_parameters
+from ._datasets import load_dataset as load_dataset
+from ._datasets import make_mixture as make_mixture
 from ._em import e_step as e_step
 from ._em import em_step as em_step
 from ._em import m_step as m_step
@@ -14,6 +19,8 @@ from ._fit import FitResult as FitResult
 from ._fit import fit_em as fit_em
 from ._gradient import fit_gradient as fit_gradient
 from ._init import initialize as initialize
+from ._io import load as load
+from ._io import save as save
 from ._likelihood import component_log_prob as component_log_prob
 from ._likelihood import log_likelihood as log_likelihood
 from ._likelihood import log_prob as log_prob

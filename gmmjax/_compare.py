@@ -41,12 +41,19 @@ class Comparison:
     best_log_likelihood: float
 
     def __str__(self) -> str:
-        cols = list(self.rows[0])
-        cells = [[_fmt(r[c]) for c in cols] for r in self.rows]
-        widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-        lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
-        lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-        return "\n".join(lines)
+        return format_table(self.rows)
+
+
+def format_table(rows: list[dict]) -> str:
+    """Rows (dicts with the same keys) as an aligned text table."""
+    if not rows:
+        return "(no rows)"
+    cols = list(rows[0])
+    cells = [[_fmt(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
 
 
 def _fmt(v) -> str:

@@ -1,0 +1,28 @@
+"""Information criteria (MATH.md §6): free-parameter counts, BIC, AIC."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from ._likelihood import log_likelihood
+from ._params import GMM
+
+
+def n_parameters(gmm: GMM) -> int:
+    """Free parameters: weights K−1, means K·D, covariances full K·D(D+1)/2, diag K·D,
+    spherical K, tied D(D+1)/2."""
+    k, d = gmm.n_components, gmm.n_features
+    cov = {"full": k * d * (d + 1) // 2, "diag": k * d, "spherical": k, "tied": d * (d + 1) // 2}
+    return (k - 1) + k * d + cov[gmm.cov_type]
+
+
+def bic(gmm: GMM, X) -> jnp.ndarray:
+    """−2ℓ + p log N (lower is better)."""
+    X = jnp.asarray(X, gmm.means.dtype)
+    return -2 * log_likelihood(gmm, X) + n_parameters(gmm) * jnp.log(X.shape[0])
+
+
+def aic(gmm: GMM, X) -> jnp.ndarray:
+    """−2ℓ + 2p (lower is better)."""
+    X = jnp.asarray(X, gmm.means.dtype)
+    return -2 * log_likelihood(gmm, X) + 2 * n_parameters(gmm)

@@ -1,0 +1,133 @@
+"""What the EM-vs-gradient studies share: one `compare` call turned into run records, and the
+summary rows and curves built from them."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from .._compare import REACH_TOL, compare
+from .._datasets import normalised_entropy
+from .._em import e_step
+from . import _plots
+
+
+def compare_records(X, n_components: int, fit: dict, seed: int, setting: dict) -> list[dict]:
+    """Run `compare` from the same starts for every method; one record per (method, restart)."""
+    c = compare(
+        X,
+        n_components,
+        key=jax.random.key(seed),
+        methods=tuple(fit["methods"]),
+        n_restarts=fit["n_restarts"],
+        cov_type=fit["cov_type"],
+        init=fit["init"],
+        max_iter=fit["max_iter"],
+        tol=fit["tol"],
+        learning_rates=fit["learning_rates"],
+    )
+    rows = {r["method"]: r for r in c.rows}
+    records = []
+    for method, res in c.results.items():
+        resp = jax.vmap(lambda g: e_step(g, X)[0])(res.params)
+        for r in range(fit["n_restarts"]):
+            n = int(res.n_iter[r])
+            params = res.params[r]
+            records.append(
+                {
+                    **setting,
+                    "method": method,
+                    "restart": r,
+                    "seed": seed,
+                    "final_ll": float(res.log_likelihood[r]),
+                    "best_ll_any": c.best_log_likelihood,
+                    "n_iter": n,
+                    "n_evals": float(res.n_evals[r]),
+                    "status": int(res.status[r]),
+                    "seconds": rows[method]["seconds"],
+                    "compile_seconds": rows[method]["compile_seconds"],
+                    "entropy": normalised_entropy(np.asarray(resp[r])),
+                    "history": np.asarray(res.history[r, :n]).tolist(),
+                    "evals": np.asarray(res.evals[r, :n]).tolist(),
+                    "means": np.asarray(params.means).tolist(),
+                    "covariances": np.asarray(params.covariances).tolist(),
+                    "weights": np.asarray(params.weights).tolist(),
+                }
+            )
+    return records
+
+
+def in_best_basin(records: list[dict]) -> list[dict]:
+    """The records whose run ended within REACH_TOL of the best value any method found: speed
+    curves are drawn over these only (other restarts ended at another optimum)."""
+    return [r for r in records if r["final_ll"] >= r["best_ll_any"] - REACH_TOL]
+
+
+def reach_index(record: dict, target: float) -> int | None:
+    """First iteration whose log-likelihood is within REACH_TOL of `target`, or None."""
+    h = np.asarray(record["history"], float)
+    hit = np.nonzero(h >= target - REACH_TOL)[0]
+    return int(hit[0]) if len(hit) else None
+
+
+def method_rows(records: list[dict], keys: tuple[str, ...]) -> list[dict]:
+    """Summary rows per (setting keys..., method).
+
+    Speed is compared per basin: iterations / evaluations / seconds to come within REACH_TOL of
+    the best value any method found, over the restarts that end there (others are counted in
+    `reach_best` but not timed).
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault(tuple(r[k] for k in keys) + (r["method"],), []).append(r)
+    rows = []
+    for group_key, rs in groups.items():
+        best = rs[0]["best_ll_any"]
+        final = np.array([r["final_ll"] for r in rs])
+        reached = in_best_basin(rs)
+        idx = [reach_index(r, best) for r in reached]
+        its = [i for i in idx if i is not None]
+        evs = [r["evals"][i] for r, i in zip(reached, idx, strict=True) if i is not None]
+        max_evals = max(max(r["n_evals"] for r in rs), 1.0)
+        sec_per_eval = rs[0]["seconds"] / max_evals
+        row = dict(zip(keys, group_key[:-1], strict=True))
+        row.update(
+            {
+                "method": group_key[-1],
+                "entropy": float(np.median([r["entropy"] for r in rs])),
+                "best_ll": float(np.max(final)),
+                "median_ll": float(np.median(final)),
+                "reach_best": len(reached) / len(rs),
+                "iters_to_best": float(np.median(its)) if its else float("nan"),
+                "evals_to_best": float(np.median(evs)) if evs else float("nan"),
+                "seconds_to_best": float(np.median(evs)) * sec_per_eval if evs else float("nan"),
+                "seconds_all_restarts": rs[0]["seconds"],
+                "compile_seconds": rs[0]["compile_seconds"],
+                "failed": sum(r["status"] >= 2 for r in rs),
+            }
+        )
+        rows.append(row)
+    return rows
+
+
+def draw_gap_curve(ax, records: list[dict], method: str, x_axis: str) -> None:
+    """Median and IQR of (best ℓ/N − ℓ/N) against iterations or seconds for one method's
+    restarts of one setting, over the restarts that end in the best basin (the legend says
+    how many); x_axis is "iteration" or "seconds"."""
+    total = len(records)
+    records = in_best_basin(records)
+    if not records:
+        return
+    length = max(len(r["history"]) for r in records)
+    gap = _plots.gap_floor(
+        records[0]["best_ll_any"] - _plots.padded([r["history"] for r in records], length)
+    )
+    if x_axis == "iteration":
+        x = np.arange(length)
+    else:
+        # The vmapped batch runs until its slowest restart: seconds per evaluation is the
+        # batch's seconds over the most evaluations any of its restarts made.
+        sec = records[0]["seconds"] / max(max(r["n_evals"] for r in records), 1.0)
+        x = np.nanmedian(_plots.padded([r["evals"] for r in records], length), 0) * sec
+    label = f"{method} ({len(records)}/{total})"
+    _plots.band(ax, x, gap, label=label, c=_plots.colour(method))

@@ -1,0 +1,67 @@
+"""Figures shared by the studies (matplotlib, Agg backend: files only, no screen)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+METHOD_COLOURS = {"em": "C0", "lbfgs": "C1", "adam": "C2", "sgd": "C3"}
+
+
+def colour(method: str) -> str:
+    return METHOD_COLOURS.get(method, "C4")
+
+
+def padded(histories: list[list[float]], length: int) -> np.ndarray:
+    """(R, length) array; each history continues at its last value after it stopped."""
+    out = np.full((len(histories), length), np.nan)
+    for r, h in enumerate(histories):
+        h = np.asarray(h, float)
+        if len(h):
+            out[r, : len(h)] = h
+            out[r, len(h) :] = h[-1]
+    return out
+
+
+def band(ax, x, values, *, label, c):
+    """Median line and interquartile band over rows of `values` (R, T)."""
+    with np.errstate(all="ignore"):
+        q25, q50, q75 = np.nanpercentile(values, [25, 50, 75], axis=0)
+    ax.plot(x, q50, color=c, label=label, lw=1.6)
+    ax.fill_between(x, q25, q75, color=c, alpha=0.2, lw=0)
+
+
+def gap_floor(gap: np.ndarray) -> np.ndarray:
+    """Gaps below 1e-12 are float64 noise: clip them so a log axis can show them."""
+    return np.maximum(gap, 1e-12)
+
+
+def covariance_ellipse(ax, mean, cov, *, c, lw=1.5, n_std=2.0, ls="-"):
+    """The n_std-sigma ellipse of a 2-D Gaussian."""
+    vals, vecs = np.linalg.eigh(np.asarray(cov))
+    t = np.linspace(0, 2 * np.pi, 100)
+    circle = np.stack([np.cos(t), np.sin(t)])
+    pts = (vecs @ (np.sqrt(np.maximum(vals, 0))[:, None] * circle)) * n_std + np.asarray(mean)[
+        :, None
+    ]
+    ax.plot(pts[0], pts[1], color=c, lw=lw, ls=ls)
+
+
+def save(fig, path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def subplots(n: int, *, width=4.2, height=3.4):
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
