@@ -31,7 +31,8 @@ class Comparison:
         histories: method -> (R, max_iter) mean log-likelihood per iteration (NaN padded).
         evals: method -> (R, max_iter) cumulative evaluations when each history entry was known.
         results: method -> the FitResult itself.
-        best_log_likelihood: the best final mean log-likelihood any method found.
+        best_log_likelihood: the best mean log-likelihood any method reached, at the end or
+            along the way.
     """
 
     rows: list[dict]
@@ -143,7 +144,13 @@ def compare(
         compile_seconds[method] = max(first - seconds[method], 0.0)
 
     finals = {m: np.asarray(r.log_likelihood) for m, r in results.items()}
-    best = max(float(np.max(f[np.isfinite(f)], initial=-np.inf)) for f in finals.values())
+    # The best value any method found, at any iterate: a method that oscillates (Adam with a
+    # fixed step) can pass a higher value than the one it ends on.
+    best = max(
+        float(np.max(v[np.isfinite(v)], initial=-np.inf))
+        for r in results.values()
+        for v in (np.asarray(r.log_likelihood), np.asarray(r.history))
+    )
     rows = []
     for method, res in results.items():
         hist, evals = np.asarray(res.history), np.asarray(res.evals)

@@ -44,7 +44,8 @@ def load(path: str | os.PathLike) -> GMM:
     """Read a GMM written by `save`. Never unpickles; a truncated, tampered or wrong-version
     file raises ValueError."""
     try:
-        with np.load(path, allow_pickle=False) as f:
+        # Our own handle: np.load leaks its file when the archive is corrupt.
+        with open(path, "rb") as raw, np.load(raw, allow_pickle=False) as f:
             arrays = {k: f[k] for k in ("weights", "means", "covariances", "metadata")}
     except (KeyError, ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
         raise ValueError(f"{path} is not a readable gmmjax model file: {err}") from None

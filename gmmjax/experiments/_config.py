@@ -1,6 +1,6 @@
 """Experiment configs: TOML files read with tomllib, checked against each study's schema.
 
-A config has a top-level `study` naming the study, and tables `[data]`, `[fit]`, `[study]`,
+A config has a top-level `study` naming the study, and tables `[data]`, `[fit]`, `[options]`,
 `[output]`. Every key must be known to the study's schema (unknown keys are an error, so a typo
 never silently falls back to a default); missing keys take the schema's defaults.
 """

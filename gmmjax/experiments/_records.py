@@ -16,6 +16,11 @@ def append_records(path: Path, records: list[dict]) -> None:
     redoes exactly the run that was in flight.
     """
     payload = "".join(json.dumps(r, allow_nan=True) + "\n" for r in records).encode()
+    if path.exists() and path.stat().st_size:
+        with path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                payload = b"\n" + payload  # end a torn line first, so it stays unreadable alone
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, payload)

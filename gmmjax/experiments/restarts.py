@@ -31,7 +31,7 @@ SCHEMA = {
         "tol": 1e-7,
         "seeds": [0],
     },
-    "study": {"success_tol": 1e-3, "best_of": [1, 2, 4, 8, 16, 32, 64]},
+    "options": {"success_tol": 1e-3, "best_of": [1, 2, 4, 8, 16, 32, 64]},
     "output": {"figures": ["success_vs_k", "best_of_r"]},
 }
 
@@ -97,7 +97,7 @@ def best_of_r(successes: int, total: int, r: int) -> float:
 
 
 def summarise(config, records):
-    tol = config["study"]["success_tol"]
+    tol = config["options"]["success_tol"]
     rows = []
     for k in sorted({r["n_components"] for r in records}):
         rs = [r for r in records if r["n_components"] == k]
@@ -109,7 +109,7 @@ def summarise(config, records):
             "median_iters": float(np.median([r["n_iter"] for r in rs])),
             "failed": sum(r["status"] >= 2 for r in rs),
         }
-        for r_ in config["study"]["best_of"]:
+        for r_ in config["options"]["best_of"]:
             if r_ <= len(rs):
                 row[f"p_best_of_{r_}"] = best_of_r(int(ok.sum()), len(rs), r_)
         rows.append(row)
@@ -127,7 +127,7 @@ def figures(config, records, out):
     if "best_of_r" in config["output"]["figures"]:
         fig, (ax,) = _plots.subplots(1)
         for r in rows:
-            rs = [x for x in config["study"]["best_of"] if f"p_best_of_{x}" in r]
+            rs = [x for x in config["options"]["best_of"] if f"p_best_of_{x}" in r]
             ax.plot(rs, [r[f"p_best_of_{x}"] for x in rs], "o-", label=f"K={r['n_components']}")
         ax.set(
             xscale="log",
