@@ -51,6 +51,12 @@ def covariance_ellipse(ax, mean, cov, *, c, lw=1.5, n_std=2.0, ls="-"):
     ax.plot(pts[0], pts[1], color=c, lw=lw, ls=ls)
 
 
+def legend(ax, **kwargs) -> None:
+    """A legend if anything was drawn (a setting where no restart reached the best has none)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, title_fontsize=7, **kwargs)
+
+
 def save(fig, path) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=110)

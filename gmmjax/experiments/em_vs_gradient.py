@@ -12,7 +12,7 @@ import numpy as np
 
 from .._datasets import make_mixture
 from . import _plots
-from ._common import compare_records, draw_gap_curve, method_rows
+from ._common import compare_records, draw_gap_curve, in_best_basin, method_rows
 
 SCHEMA = {
     "data": {
@@ -101,22 +101,44 @@ def figures(config, records, out):
             if kind == "gap_vs_iteration":
                 ax.set_xscale("symlog", linthresh=10)
             ax.set_xlim(left=0)
-            ax.legend(fontsize=7, title="restarts in the best basin", title_fontsize=7)
+            _plots.legend(ax, title="restarts in the best basin")
         paths.append(_plots.save(fig, out / f"{kind}.png"))
     if "work_vs_overlap" in wanted:
         rows = method_rows(records, ("separation",))
+        # One overlap value per setting: the entropy at the best solution (methods that end
+        # elsewhere would otherwise each report their own).
+        best_basin = in_best_basin(records)
+        entropy = {
+            c: float(np.median([r["entropy"] for r in best_basin if r["separation"] == c]))
+            for c in seps
+        }
         fig, axes = _plots.subplots(2)
         for m in methods:
-            rs = sorted((r for r in rows if r["method"] == m), key=lambda r: r["entropy"])
-            ent = [r["entropy"] for r in rs]
-            axes[0].plot(ent, [r["evals_to_best"] for r in rs], "o-", c=_plots.colour(m), label=m)
-            axes[1].plot(ent, [r["iters_to_best"] for r in rs], "o-", c=_plots.colour(m), label=m)
-        for ax, what in zip(axes, ("evaluations", "iterations"), strict=True):
-            ax.set(
-                xlabel="normalised entropy of responsibilities at the solution",
-                ylabel=f"{what} to within 1e-4 of best",
-                yscale="log",
+            rs = sorted((r for r in rows if r["method"] == m), key=lambda r: r["separation"])
+            style = dict(c=_plots.colour(m), label=m)
+            axes[0].plot(
+                [entropy[r["separation"]] for r in rs],
+                [r["evals_to_best"] for r in rs],
+                "o-",
+                **style,
             )
+            axes[1].plot(
+                [r["separation"] for r in rs], [r["iters_to_best"] for r in rs], "o-", **style
+            )
+        axes[0].set(
+            xlabel="normalised entropy of responsibilities at the best solution",
+            ylabel="evaluations to within 1e-4 of best (median)",
+            yscale="log",
+        )
+        axes[1].set(
+            xlabel="separation c",
+            ylabel="iterations to within 1e-4 of best (median)",
+            yscale="log",
+            xscale="log",
+        )
+        axes[1].set_xticks(seps, [f"{c:g}" for c in seps])
+        axes[1].minorticks_off()
+        for ax in axes:
             ax.legend(fontsize=8)
         paths.append(_plots.save(fig, out / "work_vs_overlap.png"))
     if "ellipses" in wanted and config["data"]["n_features"] == 2:

@@ -66,5 +66,5 @@ def figures(config, records, out):
             draw_gap_curve(ax, rs, m, "seconds")
         ax.set(yscale="log", title=name, xlabel="seconds", ylabel="best ℓ/N − ℓ/N")
         ax.set_xlim(left=0)
-        ax.legend(fontsize=7, title="restarts in the best basin", title_fontsize=7)
+        _plots.legend(ax, title="restarts in the best basin")
     return [_plots.save(fig, out / "gap_vs_seconds.png")]
