@@ -6,7 +6,6 @@ from pathlib import Path
 
 import jax
 
-from .._compare import format_table  # noqa: F401  (re-exported for the CLI)
 from . import convergence_rate, em_vs_gradient, real_data, restarts
 from ._config import load_config
 from ._records import Progress, append_records, read_records, write_csv
