@@ -15,6 +15,7 @@ from ._em import em_step as em_step
 from ._em import m_step as m_step
 from ._em import m_step_from_statistics as m_step_from_statistics
 from ._em import q_function as q_function
+from ._estimator import GaussianMixture as GaussianMixture
 from ._fit import FitResult as FitResult
 from ._fit import fit_em as fit_em
 from ._gradient import fit_gradient as fit_gradient

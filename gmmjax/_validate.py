@@ -30,14 +30,31 @@ def check_data(X) -> jax.Array:
             raise ValueError(f"X must be a numeric 2-D array-like: {err}") from None
     dtype = np.dtype(X.dtype)
     if dtype.kind == "c":
-        raise ValueError("X is complex; pass real-valued data (e.g. X.real or np.abs(X)).")
+        raise ValueError(
+            "Complex data not supported: X is complex; pass real-valued data (e.g. X.real)."
+        )
+    if dtype.kind == "O":
+        # Numbers stored as objects are numbers; anything else fails here with NumPy's
+        # TypeError/ValueError, which names the offending type.
+        X = np.asarray(X).astype(np.float64)
+        dtype = X.dtype
     if dtype.kind not in "biuf":
         raise ValueError(f"X must be numeric, got dtype {dtype}; convert it with X.astype(float).")
     if X.ndim != 2:
-        hint = " Use X.reshape(-1, 1) for a single feature." if X.ndim == 1 else ""
+        hint = (
+            " Reshape your data with X.reshape(-1, 1) if it has a single feature."
+            if X.ndim == 1
+            else ""
+        )
         raise ValueError(f"X must be 2-D with shape (n_samples, n_features), got {X.shape}.{hint}")
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"X is empty (shape {X.shape}); pass at least one sample and feature.")
+    if X.shape[0] == 0:
+        raise ValueError(
+            f"X is empty: 0 sample(s) (shape={X.shape}) while a minimum of 1 is required."
+        )
+    if X.shape[1] == 0:
+        raise ValueError(
+            f"X is empty: 0 feature(s) (shape={X.shape}) while a minimum of 1 is required."
+        )
     X = jnp.asarray(X, dtype=float_dtype_for(X))
     if not bool(jnp.all(jnp.isfinite(X))):
         raise ValueError(

@@ -16,10 +16,10 @@ X = blobs(41, n=50, d=2)
     [
         (np.zeros(10), "must be 2-D"),
         (np.zeros((2, 3, 4)), "must be 2-D"),
-        (np.zeros((0, 2)), "empty"),
+        (np.zeros((0, 2)), "0 sample"),
         (np.array([[1.0, np.nan], [0.0, 1.0], [2.0, 2.0], [3.0, 1.0]]), "NaN or inf"),
         (np.array([[1.0, np.inf], [0.0, 1.0], [2.0, 2.0], [3.0, 1.0]]), "NaN or inf"),
-        (np.ones((5, 2)) * (1 + 1j), "complex"),
+        (np.ones((5, 2)) * (1 + 1j), "Complex data not supported"),
         (np.array([["a", "b"], ["c", "d"]]), "numeric"),
     ],
 )
