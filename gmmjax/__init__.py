@@ -7,6 +7,7 @@ from ._compare import Comparison as Comparison
 from ._compare import compare as compare
 from ._criteria import aic as aic
 from ._criteria import bic as bic
+from ._criteria import icl as icl
 from ._criteria import n_parameters as n_parameters
 from ._datasets import load_dataset as load_dataset
 from ._datasets import make_mixture as make_mixture
@@ -27,6 +28,8 @@ from ._likelihood import log_likelihood as log_likelihood
 from ._likelihood import log_prob as log_prob
 from ._params import GMM as GMM
 from ._sample import sample as sample
+from ._select import Selection as Selection
+from ._select import select as select
 from ._solver import Status as Status
 from ._stats import SufficientStatistics as SufficientStatistics
 from ._stats import sufficient_statistics as sufficient_statistics

@@ -1,9 +1,10 @@
-"""Information criteria (MATH.md §6): free-parameter counts, BIC, AIC."""
+"""Information criteria (MATH.md §6): free-parameter counts, BIC, AIC, ICL."""
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 
+from ._em import e_step
 from ._likelihood import log_likelihood
 from ._params import GMM
 
@@ -26,3 +27,16 @@ def aic(gmm: GMM, X) -> jnp.ndarray:
     """−2ℓ + 2p (lower is better)."""
     X = jnp.asarray(X, gmm.means.dtype)
     return -2 * log_likelihood(gmm, X) + 2 * n_parameters(gmm)
+
+
+def responsibility_entropy(gmm: GMM, X, sample_weight=None) -> jnp.ndarray:
+    """−Σ_i w_i Σ_k γ_ik log γ_ik (w_i = 1 without `sample_weight`)."""
+    resp, _ = e_step(gmm, jnp.asarray(X, gmm.means.dtype))
+    plogp = jnp.where(resp > 0, resp * jnp.log(jnp.where(resp > 0, resp, 1.0)), 0.0)
+    per_row = -jnp.sum(plogp, axis=1)
+    return jnp.sum(per_row if sample_weight is None else sample_weight * per_row)
+
+
+def icl(gmm: GMM, X) -> jnp.ndarray:
+    """BIC + 2·entropy(γ): BIC penalised for overlapping components (lower is better)."""
+    return bic(gmm, X) + 2 * responsibility_entropy(gmm, X)

@@ -26,27 +26,35 @@ def e_step(gmm: GMM, X: Float[Array, "n d"]) -> tuple[Float[Array, "n k"], Float
 
 
 def m_step_from_statistics(
-    stats: SufficientStatistics, *, cov_type: str, reg_covar: float | Array
+    stats: SufficientStatistics,
+    *,
+    cov_type: str,
+    reg_covar: float | Array,
+    active: Array | None = None,
 ) -> GMM:
     """The closed-form maximiser of Q given the sufficient statistics.
 
     N_k gets 10·eps added, as in scikit-learn, so that an empty component keeps a finite mean
-    (its shift) and a covariance of reg_covar·I instead of 0/0.
+    (its shift) and a covariance of reg_covar·I instead of 0/0. Components masked out by
+    `active` (K,) get weight exactly 0 (log π = −∞, so they never take responsibility).
     """
     dtype = stats.s1.dtype
     nk = stats.s0 + 10 * jnp.finfo(dtype).eps
+    if active is not None:
+        nk = jnp.where(active, nk, 0.0)
     weights = nk / jnp.sum(nk)
-    delta = stats.s1 / nk[:, None]
+    safe_nk = jnp.where(nk > 0, nk, 1.0)  # masked components: s1 = s2 = 0, so δ = 0
+    delta = stats.s1 / safe_nk[:, None]
     means = stats.shift + delta
     d = stats.s1.shape[-1]
     if cov_type == "full":
-        cov = stats.s2 / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
+        cov = stats.s2 / safe_nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
         cov = cov + reg_covar * jnp.eye(d, dtype=dtype)
     elif cov_type == "tied":
         cov = (stats.s2 - jnp.einsum("k,kd,ke->de", nk, delta, delta)) / jnp.sum(nk)
         cov = cov + reg_covar * jnp.eye(d, dtype=dtype)
     else:
-        var = stats.s2 / nk[:, None] - jnp.square(delta) + reg_covar
+        var = stats.s2 / safe_nk[:, None] - jnp.square(delta) + reg_covar
         cov = var if cov_type == "diag" else jnp.mean(var, axis=-1)
     if cov_type in ("full", "tied"):
         # Symmetrise: the products above are symmetric only up to rounding.

@@ -69,16 +69,18 @@ class FitResult(eqx.Module):
         return self.status == Status.CONVERGED
 
 
-def _em_step(gmm: GMM, aux, *, data: Chunked, total_weight, mean_weight, reg_covar) -> StepOutput:
+def _em_step(
+    gmm: GMM, aux, *, data: Chunked, total_weight, mean_weight, reg_covar, active
+) -> StepOutput:
     stats, ll = streamed_e_statistics(gmm, data)
-    new = m_step_from_statistics(stats, cov_type=gmm.cov_type, reg_covar=reg_covar)
+    new = m_step_from_statistics(stats, cov_type=gmm.cov_type, reg_covar=reg_covar, active=active)
 
     def finite(t):
         return jnp.all(jnp.isfinite(t))
 
     moments_ok = finite(new.weights) & finite(new.means) & finite(new.covariances)
     # Positive definiteness is read off the Cholesky factor: NaN when it failed.
-    empty = stats.s0 < _EMPTY_COMPONENT * mean_weight
+    empty = active & (stats.s0 < _EMPTY_COMPONENT * mean_weight)
     collapsed = ~finite(new.precisions_cholesky) | jnp.any(empty)
     failure = jnp.where(moments_ok, jnp.where(collapsed, Status.DEGENERATE, OK), Status.NON_FINITE)
     return StepOutput(new, aux, ll / total_weight, failure)
@@ -98,6 +100,7 @@ def _fit_em_program(
     init_params: GMM | None,
     tol: Array,
     reg_covar: Array,
+    active: Array,
     *,
     n_components: int,
     cov_type: str,
@@ -105,6 +108,7 @@ def _fit_em_program(
     max_iter: int,
     has_init: bool,
 ):
+    """All restarts of one EM fit. `active` (K,) bool masks padded components (see `select`)."""
     trace_counts["fit_em"] += 1
     total_weight = jnp.sum(data.weight)
     mean_weight = total_weight / jnp.sum(data.weight > 0)
@@ -114,6 +118,7 @@ def _fit_em_program(
         total_weight=total_weight,
         mean_weight=mean_weight,
         reg_covar=reg_covar,
+        active=active,
     )
 
     def one_restart(key, start):
@@ -125,6 +130,7 @@ def _fit_em_program(
                 cov_type=cov_type,
                 method=init,
                 reg_covar=reg_covar,
+                active=active,
             )
         out = iterate(step, start, None, max_iter=max_iter, tol=tol)
         final_ll = streamed_log_likelihood(out.params, data) / total_weight
@@ -199,6 +205,7 @@ def fit_em(
         prep.init_params,
         prep.scalar(tol),
         prep.scalar(reg_covar),
+        jnp.ones((n_components,), bool),
         n_components=n_components,
         cov_type=cov_type,
         init=None if init_params is not None else init,  # unused then: no recompile on it

@@ -37,19 +37,29 @@ def init_from_data(
     cov_type: str,
     method: str,
     reg_covar: float | Array,
+    active: Array | None = None,
 ) -> GMM:
-    """Initial GMM for one restart from chunked (zero-weight padded) data."""
+    """Initial GMM for one restart from chunked (zero-weight padded) data.
+
+    `active` (K,) masks components out (zero weight, never assigned): `select` pads every K
+    to the same K_max so that one compiled program serves the whole grid. The first k-means++
+    picks do not depend on how many follow, so a masked fit starts where an unpadded one does.
+    """
+    if active is None:
+        active = jnp.ones((n_components,), bool)
     if method == "random":
-        return _random_responsibilities(data, key, n_components, cov_type, reg_covar)
+        return _random_responsibilities(data, key, n_components, cov_type, reg_covar, active)
     X, w = data.flat_X, data.flat_weight
     if method == "kmeans++":
         centres = _kmeans_plus_plus(X, w, key, n_components)
-        centres = jax.lax.fori_loop(0, N_LLOYD_STEPS, lambda _, c: _lloyd_step(c, data), centres)
+        centres = jax.lax.fori_loop(
+            0, N_LLOYD_STEPS, lambda _, c: _lloyd_step(c, data, active), centres
+        )
     else:  # random_from_data: K distinct rows, drawn in proportion to the sample weights
         idx = jax.random.choice(key, X.shape[0], (n_components,), replace=False, p=w / jnp.sum(w))
         centres = X[idx]
-    stats = _hard_assignment_statistics(centres, data, cov_type)
-    return m_step_from_statistics(stats, cov_type=cov_type, reg_covar=reg_covar)
+    stats = _hard_assignment_statistics(centres, data, cov_type, active)
+    return m_step_from_statistics(stats, cov_type=cov_type, reg_covar=reg_covar, active=active)
 
 
 def _kmeans_plus_plus(X: Float[Array, "n d"], w: Float[Array, " n"], key, k: int):
@@ -74,49 +84,55 @@ def _kmeans_plus_plus(X: Float[Array, "n d"], w: Float[Array, " n"], key, k: int
     return centres
 
 
-def _nearest_one_hot(X, centres):
-    labels = jnp.argmin(squared_distances(X, centres), axis=-1)
+def _nearest_one_hot(X, centres, active):
+    d2 = jnp.where(active, squared_distances(X, centres), jnp.inf)
+    labels = jnp.argmin(d2, axis=-1)
     return jax.nn.one_hot(labels, centres.shape[0], dtype=X.dtype)
 
 
-def _chunk_lloyd(X, w, _chunk_index, centres):
-    onehot = _nearest_one_hot(X, centres) * w[:, None]
+def _chunk_lloyd(X, w, _chunk_index, centres, active):
+    onehot = _nearest_one_hot(X, centres, active) * w[:, None]
     return jnp.sum(onehot, axis=0), jnp.dot(onehot.T, X, precision=HIGHEST)
 
 
-def _lloyd_step(centres, data: Chunked):
-    counts, sums = sum_over_chunks(_chunk_lloyd, data, centres)
+def _lloyd_step(centres, data: Chunked, active):
+    counts, sums = sum_over_chunks(_chunk_lloyd, data, centres, active)
     # An empty cluster keeps its centre rather than dividing by zero.
     return jnp.where(
         counts[:, None] > 0, sums / jnp.where(counts > 0, counts, 1.0)[:, None], centres
     )
 
 
-def _hard_assignment_statistics(centres, data: Chunked, cov_type: str) -> SufficientStatistics:
+def _hard_assignment_statistics(
+    centres, data: Chunked, cov_type: str, active
+) -> SufficientStatistics:
     def chunk(X, w, _chunk_index, centres):
-        st = sufficient_statistics(
-            X, _nearest_one_hot(X, centres), cov_type=cov_type, sample_weight=w, shift=centres
-        )
+        onehot = _nearest_one_hot(X, centres, active)
+        st = sufficient_statistics(X, onehot, cov_type=cov_type, sample_weight=w, shift=centres)
         return st.s0, st.s1, st.s2
 
     s0, s1, s2 = sum_over_chunks(chunk, data, centres)
     return SufficientStatistics(s0, s1, s2, centres)
 
 
-def _random_responsibilities(data: Chunked, key, k: int, cov_type: str, reg_covar) -> GMM:
+def _random_responsibilities(data: Chunked, key, k: int, cov_type: str, reg_covar, active) -> GMM:
     w = data.weight
     mean = jnp.sum(data.X * w[..., None], axis=(0, 1)) / jnp.sum(w)
     shift = jnp.broadcast_to(mean, (k, mean.shape[0]))
 
     def chunk(X, w, chunk_index, shift):
         u = jax.random.uniform(jax.random.fold_in(key, chunk_index), (X.shape[0], k), X.dtype)
+        u = jnp.where(active, u, 0.0)
         resp = u / jnp.sum(u, axis=1, keepdims=True)
         st = sufficient_statistics(X, resp, cov_type=cov_type, sample_weight=w, shift=shift)
         return st.s0, st.s1, st.s2
 
     s0, s1, s2 = sum_over_chunks(chunk, data, shift)
     return m_step_from_statistics(
-        SufficientStatistics(s0, s1, s2, shift), cov_type=cov_type, reg_covar=reg_covar
+        SufficientStatistics(s0, s1, s2, shift),
+        cov_type=cov_type,
+        reg_covar=reg_covar,
+        active=active,
     )
 
 

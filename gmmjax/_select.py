@@ -1,0 +1,152 @@
+"""`select`: model selection over K x covariance type, one compiled program per cov_type.
+
+Every K of a covariance type runs through the same program, compiled for K_max components:
+components beyond K are masked (weight exactly 0, never assigned, never initialised), so a
+padded fit follows the same path as an unpadded K-component fit with the same key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import PRNGKeyArray
+
+from ._compare import format_table
+from ._criteria import n_parameters, responsibility_entropy
+from ._fit import _fit_em_program, make_result, prepare_fit, trace_counts
+from ._likelihood import log_likelihood
+from ._params import COV_TYPES, GMM
+from ._solver import Status
+
+CRITERIA = ("bic", "aic", "icl")
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """What `select` returns.
+
+    Attributes:
+        rows: one dict per (n_components, cov_type): bic, aic, icl, log_likelihood (mean per
+            sample of the best restart), status (of that restart), n_parameters.
+        best: the GMM minimising the criterion.
+        n_components, cov_type: where the best sits in the grid.
+        criterion: "bic", "aic" or "icl" (lower is better).
+        n_compilations: programs compiled for the grid (one per cov_type when not cached).
+    """
+
+    rows: list[dict]
+    best: GMM
+    n_components: int
+    cov_type: str
+    criterion: str
+    n_compilations: int
+
+    def __str__(self) -> str:
+        return format_table(self.rows)
+
+
+def select(
+    X,
+    n_components=range(1, 11),
+    cov_types=COV_TYPES,
+    criterion: str = "bic",
+    n_restarts: int = 8,
+    *,
+    key: PRNGKeyArray,
+    init: str = "kmeans++",
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    sample_weight=None,
+    chunk_size: int | None = None,
+) -> Selection:
+    """Fit every (K, cov_type) of the grid by EM with `n_restarts` restarts and pick the best
+    by `criterion`: BIC = −2ℓ + p log N, AIC = −2ℓ + 2p, ICL = BIC + 2·entropy(γ), with ℓ the
+    (weighted) log-likelihood and N the total sample weight.
+
+    Raises:
+        ValueError: for an empty grid, an unknown criterion or cov_type, or any input
+            `fit_em` refuses (checked for the largest K).
+    """
+    ks = sorted({int(k) for k in n_components})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"n_components must be a non-empty set of integers >= 1, got {ks}.")
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
+    cov_types = tuple(cov_types)
+    for cov in cov_types:
+        if cov not in COV_TYPES:
+            raise ValueError(f"cov_type must be one of {COV_TYPES}, got {cov!r}.")
+    k_max = ks[-1]
+    before = trace_counts["fit_em"]
+    rows, models = [], {}
+    for cov in cov_types:
+        prep = prepare_fit(
+            X,
+            k_max,
+            key=key,
+            cov_type=cov,
+            n_restarts=n_restarts,
+            init=init,
+            max_iter=max_iter,
+            tol=tol,
+            reg_covar=reg_covar,
+            sample_weight=sample_weight,
+            init_params=None,
+            chunk_size=chunk_size,
+        )
+        X_data = prep.data.flat_X[: prep.n_samples] + prep.offset
+        w = prep.data.flat_weight[: prep.n_samples]
+        total = float(jnp.sum(w))
+        for k in ks:  # grid points, not restarts or iterations: all reuse one program
+            params, ll, out, best = _fit_em_program(
+                prep.data,
+                prep.keys,
+                None,
+                prep.scalar(tol),
+                prep.scalar(reg_covar),
+                jnp.arange(k_max) < k,
+                n_components=k_max,
+                cov_type=cov,
+                init=init,
+                max_iter=max_iter,
+                has_init=False,
+            )
+            res = make_result(prep.uncentre(params), ll, out, best)
+            gmm = _first_components(res.best, k)
+            loglik = float(log_likelihood(gmm, X_data, w))
+            p = n_parameters(gmm)
+            bic = -2 * loglik + p * np.log(total)
+            entropy = float(responsibility_entropy(gmm, X_data, w))
+            rows.append(
+                {
+                    "n_components": k,
+                    "cov_type": cov,
+                    "bic": bic,
+                    "aic": -2 * loglik + 2 * p,
+                    "icl": bic + 2 * entropy,
+                    "log_likelihood": loglik / total,
+                    "n_parameters": p,
+                    "status": Status(int(res.status[res.best_index])).name.lower(),
+                }
+            )
+            models[(k, cov)] = gmm
+    best_row = min(rows, key=lambda r: r[criterion])
+    key_best = (best_row["n_components"], best_row["cov_type"])
+    return Selection(
+        rows,
+        models[key_best],
+        key_best[0],
+        key_best[1],
+        criterion,
+        trace_counts["fit_em"] - before,
+    )
+
+
+def _first_components(gmm: GMM, k: int) -> GMM:
+    """The k active components of a padded fit (masked ones have weight exactly 0)."""
+    cov = gmm.covariances if gmm.cov_type == "tied" else gmm.covariances[:k]
+    weights = gmm.weights[:k]
+    return GMM(weights / jnp.sum(weights), gmm.means[:k], cov, gmm.cov_type)
