@@ -69,3 +69,15 @@ def full_covariances(gmm):
 @pytest.fixture(params=COV_TYPES)
 def cov_type(request):
     return request.param
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_programs():
+    """Drop JAX's compiled programs after each test module.
+
+    The suite compiles a few hundred programs (every shape, cov_type and option); keeping all
+    of them alive made XLA's CPU compiler crash late in a full run (segfault inside
+    backend_compile_and_load, never in a module run alone).
+    """
+    yield
+    jax.clear_caches()

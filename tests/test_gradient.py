@@ -131,10 +131,11 @@ def test_em_and_lbfgs_reach_the_same_optimum(cov_type):
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam", "sgd"])
 def test_every_iterate_is_feasible(optimizer):
-    """Stop after t = 1..4 steps: each iterate is a valid GMM (checked by the constructor)."""
+    """Stop after t = 1, 2 and 5 steps: each iterate is a valid GMM (checked by the
+    constructor, which runs on concrete values)."""
     X = blobs(6, n=300, d=2)
     start = gj.initialize(X, 3, key=jax.random.key(0))
-    for t in range(1, 5):
+    for t in (1, 2, 5):
         res = gj.fit_gradient(
             X, 3, key=jax.random.key(0), optimizer=optimizer, init_params=start, max_iter=t, tol=0.0
         )
