@@ -34,14 +34,16 @@ def test_matches_sklearn_from_the_same_initialisation(cov_type):
     start = gj.initialize(X, 3, key=jax.random.key(0), cov_type=cov_type)
     c = np.asarray(start.covariances)
     prec = np.linalg.inv(c) if cov_type in ("full", "tied") else 1 / c
-    init = dict(weights_init=np.asarray(start.weights), means_init=np.asarray(start.means),
-                precisions_init=prec)
+    init = dict(
+        weights_init=np.asarray(start.weights),
+        means_init=np.asarray(start.means),
+        precisions_init=prec,
+    )
     opts = dict(covariance_type=cov_type, tol=0.0, max_iter=12, **init)
     ours = gj.GaussianMixture(3, random_state=0, **opts).fit(X)
     sk = SkGaussianMixture(3, **opts).fit(X)
     for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
-        assert_close(getattr(ours, name), getattr(sk, name), rtol=1e-8, atol=1e-10,
-                     err_msg=name)
+        assert_close(getattr(ours, name), getattr(sk, name), rtol=1e-8, atol=1e-10, err_msg=name)
     assert ours.n_iter_ == sk.n_iter_ == 12 and ours.converged_ == sk.converged_
     assert_close(ours.lower_bound_, sk.lower_bound_, rtol=1e-10)
     assert_close(ours.lower_bounds_, sk.lower_bounds_, rtol=1e-10)
@@ -89,10 +91,25 @@ def test_zero_weights_equal_dropping_rows(cov_type):
     w = np.ones(300)
     w[::3] = 0.0
     start = gj.initialize(X[w > 0], 3, key=jax.random.key(0), cov_type=cov_type)
-    weighted = gj.fit_em(X, 3, key=jax.random.key(0), cov_type=cov_type, init_params=start,
-                         sample_weight=w, max_iter=20, tol=0.0)
-    dropped = gj.fit_em(X[w > 0], 3, key=jax.random.key(0), cov_type=cov_type,
-                        init_params=start, max_iter=20, tol=0.0)
+    weighted = gj.fit_em(
+        X,
+        3,
+        key=jax.random.key(0),
+        cov_type=cov_type,
+        init_params=start,
+        sample_weight=w,
+        max_iter=20,
+        tol=0.0,
+    )
+    dropped = gj.fit_em(
+        X[w > 0],
+        3,
+        key=jax.random.key(0),
+        cov_type=cov_type,
+        init_params=start,
+        max_iter=20,
+        tol=0.0,
+    )
     assert_close(weighted.best.means, dropped.best.means, rtol=1e-10, atol=1e-12)
     assert_close(weighted.best.covariances, dropped.best.covariances, rtol=1e-10, atol=1e-12)
     assert_close(weighted.log_likelihood, dropped.log_likelihood, rtol=1e-12)
@@ -110,3 +127,22 @@ def test_bad_estimator_options():
         gj.GaussianMixture(2).predict(X)
     with pytest.raises(ValueError, match="invalid parameter"):
         gj.GaussianMixture().set_params(n_comp=3)
+
+
+def test_tampered_model_files_are_refused(tmp_path):
+    gmm = gj.GMM(np.array([0.5, 0.5]), np.zeros((2, 2)), np.ones((2, 2)), "diag")
+    gj.save(gmm, tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as f:
+        arrays = dict(f)
+    bad = dict(arrays, covariances=-arrays["covariances"])
+    np.savez(tmp_path / "neg.npz", **bad)
+    with pytest.raises(ValueError, match="strictly positive"):
+        gj.load(tmp_path / "neg.npz")
+    no_meta = {k: v for k, v in arrays.items() if k != "metadata"}
+    np.savez(tmp_path / "nometa.npz", **no_meta)
+    with pytest.raises(ValueError, match="not a readable gmmjax model file"):
+        gj.load(tmp_path / "nometa.npz")
+    # An object array would need pickle to load: refused, never unpickled.
+    np.savez(tmp_path / "obj.npz", **dict(arrays, means=np.array([{"x": 1}], dtype=object)))
+    with pytest.raises(ValueError, match="not a readable gmmjax model file"):
+        gj.load(tmp_path / "obj.npz")
