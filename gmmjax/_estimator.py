@@ -199,26 +199,27 @@ class GaussianMixture:
             covs = jnp.broadcast_to(cov, (r,) + cov.shape)
         return GMM(np.asarray(weights), np.asarray(means), np.asarray(covs), self.covariance_type)
 
-    def _set_fitted(self, res: FitResult) -> None:
-        best = int(res.best_index)
-        gmm = res.best
+    def _set_mixture(self, gmm: GMM) -> None:
+        """The fitted mixture and the scikit-learn attributes derived from it."""
         self._gmm = gmm
         self.weights_ = np.asarray(gmm.weights)
         self.means_ = np.asarray(gmm.means)
         self.covariances_ = np.asarray(gmm.covariances)
         u = np.asarray(gmm.precisions_cholesky)
         self.precisions_cholesky_ = u
-        if self.covariance_type in ("full", "tied"):
-            self.precisions_ = u @ np.swapaxes(u, -1, -2)
-        else:
-            self.precisions_ = u**2
+        # Σ⁻¹ = U Uᵀ (full, tied); 1/σ² = u² (diag, spherical).
+        self.precisions_ = u @ np.swapaxes(u, -1, -2) if gmm.cov_type in ("full", "tied") else u**2
+        self.n_features_in_ = gmm.n_features
+
+    def _set_fitted(self, res: FitResult) -> None:
+        best = int(res.best_index)
+        self._set_mixture(res.best)
         self.n_iter_ = int(res.n_iter[best])
         self.converged_ = bool(res.converged[best])
         self.status_ = int(res.status[best])
         history = np.asarray(res.history[best, : self.n_iter_])
         self.lower_bounds_ = history.tolist()
         self.lower_bound_ = float(history[-1]) if len(history) else float("nan")
-        self.n_features_in_ = self.means_.shape[1]
 
     # -- using the fit -------------------------------------------------------------------
 
@@ -264,14 +265,7 @@ class GaussianMixture:
         """An estimator whose fitted mixture is read from `path` (see `gmmjax.load`)."""
         gmm = load(path)
         est = cls(n_components=gmm.n_components, covariance_type=gmm.cov_type)
-        est._gmm = gmm
-        est.weights_ = np.asarray(gmm.weights)
-        est.means_ = np.asarray(gmm.means)
-        est.covariances_ = np.asarray(gmm.covariances)
-        u = np.asarray(gmm.precisions_cholesky)
-        est.precisions_cholesky_ = u
-        est.precisions_ = u @ np.swapaxes(u, -1, -2) if gmm.cov_type in ("full", "tied") else u**2
-        est.n_features_in_ = gmm.n_features
+        est._set_mixture(gmm)
         return est
 
     # -- input checks --------------------------------------------------------------------
