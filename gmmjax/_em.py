@@ -15,7 +15,13 @@ from jaxtyping import Array, Float
 
 from ._likelihood import component_log_prob, log_likelihood
 from ._params import GMM
-from ._stats import Chunked, SufficientStatistics, sufficient_statistics, sum_over_chunks
+from ._stats import (
+    Chunked,
+    SufficientStatistics,
+    streamed_statistics,
+    sufficient_statistics,
+    sum_over_chunks,
+)
 
 
 def e_step(gmm: GMM, X: Float[Array, "n d"]) -> tuple[Float[Array, "n k"], Float[Array, ""]]:
@@ -93,20 +99,16 @@ def em_step(
     return m_step_from_statistics(stats, cov_type=gmm.cov_type, reg_covar=reg_covar), mean_ll
 
 
-def _chunk_e_statistics(X, w, _chunk_index, gmm):
-    comp = component_log_prob(gmm, X)
-    lp = logsumexp(comp, axis=-1, keepdims=True)
-    resp = jnp.exp(comp - lp) * w[:, None]
-    stats = sufficient_statistics(X, resp, cov_type=gmm.cov_type, shift=gmm.means)
-    ll = jnp.sum(jnp.where(w > 0, w * lp[:, 0], 0.0))
-    return (stats.s0, stats.s1, stats.s2), ll
-
-
 def streamed_e_statistics(gmm: GMM, data: Chunked) -> tuple[SufficientStatistics, Array]:
     """E-step fused with the statistics, chunk by chunk: (statistics about the current means,
     total weighted log-likelihood Σ_i w_i log p(x_i)). No (N, K) array is ever kept."""
-    (s0, s1, s2), ll = sum_over_chunks(_chunk_e_statistics, data, gmm)
-    return SufficientStatistics(s0, s1, s2, gmm.means), ll
+
+    def responsibilities(X, w, _chunk_index):
+        comp = component_log_prob(gmm, X)
+        lp = logsumexp(comp, axis=-1, keepdims=True)
+        return jnp.exp(comp - lp), jnp.sum(jnp.where(w > 0, w * lp[:, 0], 0.0))
+
+    return streamed_statistics(responsibilities, data, cov_type=gmm.cov_type, shift=gmm.means)
 
 
 def _chunk_log_likelihood(X, w, _chunk_index, gmm):

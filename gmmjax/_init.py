@@ -21,7 +21,7 @@ from ._stats import (
     Chunked,
     SufficientStatistics,
     chunk_rows,
-    sufficient_statistics,
+    streamed_statistics,
     sum_over_chunks,
 )
 from ._validate import check_data, check_fit_options
@@ -106,13 +106,11 @@ def _lloyd_step(centres, data: Chunked, active):
 def _hard_assignment_statistics(
     centres, data: Chunked, cov_type: str, active
 ) -> SufficientStatistics:
-    def chunk(X, w, _chunk_index, centres):
-        onehot = _nearest_one_hot(X, centres, active)
-        st = sufficient_statistics(X, onehot, cov_type=cov_type, sample_weight=w, shift=centres)
-        return st.s0, st.s1, st.s2
+    def responsibilities(X, _w, _chunk_index):
+        return _nearest_one_hot(X, centres, active), None
 
-    s0, s1, s2 = sum_over_chunks(chunk, data, centres)
-    return SufficientStatistics(s0, s1, s2, centres)
+    stats, _ = streamed_statistics(responsibilities, data, cov_type=cov_type, shift=centres)
+    return stats
 
 
 def _random_responsibilities(data: Chunked, key, k: int, cov_type: str, reg_covar, active) -> GMM:
@@ -120,20 +118,13 @@ def _random_responsibilities(data: Chunked, key, k: int, cov_type: str, reg_cova
     mean = jnp.sum(data.X * w[..., None], axis=(0, 1)) / jnp.sum(w)
     shift = jnp.broadcast_to(mean, (k, mean.shape[0]))
 
-    def chunk(X, w, chunk_index, shift):
+    def responsibilities(X, _w, chunk_index):
         u = jax.random.uniform(jax.random.fold_in(key, chunk_index), (X.shape[0], k), X.dtype)
         u = jnp.where(active, u, 0.0)
-        resp = u / jnp.sum(u, axis=1, keepdims=True)
-        st = sufficient_statistics(X, resp, cov_type=cov_type, sample_weight=w, shift=shift)
-        return st.s0, st.s1, st.s2
+        return u / jnp.sum(u, axis=1, keepdims=True), None
 
-    s0, s1, s2 = sum_over_chunks(chunk, data, shift)
-    return m_step_from_statistics(
-        SufficientStatistics(s0, s1, s2, shift),
-        cov_type=cov_type,
-        reg_covar=reg_covar,
-        active=active,
-    )
+    stats, _ = streamed_statistics(responsibilities, data, cov_type=cov_type, shift=shift)
+    return m_step_from_statistics(stats, cov_type=cov_type, reg_covar=reg_covar, active=active)
 
 
 def initialize(

@@ -154,3 +154,25 @@ def sum_over_chunks(fn: Callable, data: Chunked, *args):
     chunks = (data.X, data.weight, jnp.arange(data.X.shape[0]))
     total, _ = jax.lax.scan(body, zeros, chunks)
     return total
+
+
+def streamed_statistics(
+    responsibilities: Callable, data: Chunked, *, cov_type: str, shift: Array
+) -> tuple[SufficientStatistics, object]:
+    """Sufficient statistics about `shift`, accumulated chunk by chunk.
+
+    `responsibilities(X_c, w_c, c)` gives the chunk's (B, K) responsibilities and any extra
+    pytree to sum alongside (e.g. the log-likelihood); sample weights are folded in here. The
+    shift is the same for every chunk, so only s0, s1, s2 are summed.
+
+    Returns:
+        (SufficientStatistics, the summed extra).
+    """
+
+    def chunk(X, w, c):
+        resp, extra = responsibilities(X, w, c)
+        st = sufficient_statistics(X, resp, cov_type=cov_type, sample_weight=w, shift=shift)
+        return (st.s0, st.s1, st.s2), extra
+
+    (s0, s1, s2), extra = sum_over_chunks(chunk, data)
+    return SufficientStatistics(s0, s1, s2, shift), extra
