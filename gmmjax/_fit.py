@@ -9,11 +9,22 @@ from collections import Counter
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._em import m_step_from_statistics, streamed_e_statistics, streamed_log_likelihood
 from ._init import init_from_data
 from ._params import GMM
+from ._sharding import (
+    as_auto,
+    check_mesh,
+    global_sum,
+    place_restarts,
+    replicate,
+    rows_per_chunk,
+    shard_rows,
+    to_host,
+)
 from ._solver import OK, LoopResult, Status, StepOutput, iterate, select_best
 from ._stats import Chunked, chunk_rows
 from ._validate import check_data, check_fit_options, check_init_params, check_sample_weight
@@ -154,6 +165,7 @@ def fit_em(
     sample_weight=None,
     init_params: GMM | None = None,
     chunk_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> FitResult:
     """Fit a Gaussian mixture by EM from `n_restarts` initialisations, all in one program.
 
@@ -178,6 +190,11 @@ def fit_em(
         sample_weight: optional (N,) non-negative weights.
         init_params: a GMM shared by all restarts, or one with a leading (R,) axis.
         chunk_size: rows per chunk (default: 2^18 / (R·K) as a power of two, at least 256).
+        mesh: a `jax.sharding.Mesh` with a "data" axis (and optionally a "restarts" axis) to
+            split the rows (and restarts) over its devices; the statistics are summed across
+            devices, so the result equals the one-device fit up to summation order. With
+            several processes (`jax.distributed.initialize`), every process calls `fit_em`
+            with its own rows and gets the same result. See `_sharding.py`.
 
     Returns:
         FitResult.
@@ -198,14 +215,16 @@ def fit_em(
         sample_weight=sample_weight,
         init_params=init_params,
         chunk_size=chunk_size,
+        mesh=mesh,
     )
-    params, ll, out, best = _fit_em_program(
+    params, ll, out, best = prep.run(
+        _fit_em_program,
         prep.data,
         prep.keys,
         prep.init_params,
         prep.scalar(tol),
         prep.scalar(reg_covar),
-        jnp.ones((n_components,), bool),
+        prep.scalar(jnp.ones((n_components,), bool)),
         n_components=n_components,
         cov_type=cov_type,
         init=None if init_params is not None else init,  # unused then: no recompile on it
@@ -222,11 +241,21 @@ class PreparedFit(eqx.Module):
     keys: PRNGKeyArray
     init_params: GMM | None  # centred, with a leading restart axis
     offset: Float[Array, " d"]
-    n_samples: int = eqx.field(static=True)  # rows before padding (padding comes last)
+    n_samples: int = eqx.field(static=True)  # rows of all processes, before padding
+    mesh: Mesh | None = eqx.field(static=True, default=None)
 
     def scalar(self, value) -> Array:
-        """A traced scalar option (tol, reg_covar, learning rate) in the data's dtype."""
-        return jnp.asarray(value, self.data.X.dtype)
+        """A traced option (tol, reg_covar, learning rate; a mask) in the data's dtype,
+        replicated over the mesh if there is one."""
+        value = jnp.asarray(value)
+        if value.dtype != bool:
+            value = value.astype(self.data.X.dtype)
+        return value if self.mesh is None else replicate(value, self.mesh)
+
+    def run(self, program, *args, **static):
+        """Call a fitting program; with a mesh, bring the outputs back to every process."""
+        out = program(*args, **static)
+        return out if self.mesh is None else to_host(out)
 
     def uncentre(self, params: GMM) -> GMM:
         return eqx.tree_at(lambda g: g.means, params, params.means + self.offset)
@@ -246,11 +275,14 @@ def prepare_fit(
     sample_weight,
     init_params,
     chunk_size,
+    mesh=None,
 ) -> PreparedFit:
     """Validate everything (ValueError before tracing), centre X on its weighted mean, split
-    its rows into chunks, split the key per restart and centre / batch `init_params`."""
+    its rows into chunks, split the key per restart and centre / batch `init_params`; with a
+    mesh, place all of it on the mesh's devices."""
     X = check_data(X)
-    n, d = X.shape
+    n_local, d = X.shape
+    n = n_local if mesh is None else int(global_sum(n_local))
     check_fit_options(
         n_samples=n,
         n_components=n_components,
@@ -262,7 +294,10 @@ def prepare_fit(
         reg_covar=reg_covar,
         chunk_size=chunk_size,
     )
-    weight = check_sample_weight(sample_weight, n, X.dtype)
+    if mesh is not None:
+        check_mesh(mesh, n_restarts)
+        mesh = as_auto(mesh)
+    weight = check_sample_weight(sample_weight, n_local, X.dtype)
     if init_params is not None:
         check_init_params(
             init_params,
@@ -271,16 +306,26 @@ def prepare_fit(
             cov_type=cov_type,
             n_restarts=n_restarts,
         )
-    offset = jnp.sum(X * weight[:, None], axis=0) / jnp.sum(weight)
+    offset = jnp.sum(X * weight[:, None], axis=0)
+    if mesh is None:
+        offset = offset / jnp.sum(weight)
+    else:
+        offset = jnp.asarray(global_sum(offset) / global_sum(jnp.sum(weight)), X.dtype)
     rows = min(n, chunk_size or default_chunk_size(n, n_restarts, n_components))
-    data = chunk_rows(X - offset, weight, rows)
+    if mesh is None:
+        data = chunk_rows(X - offset, weight, rows)
+    else:
+        data = shard_rows(X - offset, weight, rows_per_chunk(rows, mesh), mesh)
     start = None
     if init_params is not None:
         start = jax.tree.map(lambda a: jnp.asarray(a, X.dtype), init_params)
         start = eqx.tree_at(lambda g: g.means, start, start.means - offset)
         if not start.batch_shape:
             start = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape), start)
-    return PreparedFit(data, jax.random.split(key, n_restarts), start, offset, n)
+    keys = jax.random.split(key, n_restarts)
+    if mesh is not None:
+        keys, start = place_restarts((keys, start), mesh)
+    return PreparedFit(data, keys, start, offset, n, mesh)
 
 
 def make_result(params: GMM, ll, out: LoopResult, best_index) -> FitResult:

@@ -192,6 +192,7 @@ def fit_gradient(
     sample_weight=None,
     reg_covar: float = 1e-6,
     chunk_size: int | None = None,
+    mesh=None,
 ):
     """Maximise the mean log-likelihood per sample with an optax optimiser.
 
@@ -207,8 +208,8 @@ def fit_gradient(
             momentum 0.9), or any `optax.GradientTransformation` (a new object recompiles).
         learning_rate: for "adam"/"sgd" (defaults 0.05); ignored by "lbfgs", whose line
             search picks the step. A traced array: changing it does not recompile.
-        cov_type, n_restarts, init, max_iter, init_params, sample_weight, chunk_size: as in
-            `fit_em`.
+        cov_type, n_restarts, init, max_iter, init_params, sample_weight, chunk_size, mesh:
+            as in `fit_em` (with a mesh, gradients are summed across devices).
         tol: converged when the change in mean log-likelihood is below `tol` *and* the gradient
             norm is below `grad_tol`.
         grad_tol: see `tol`.
@@ -220,6 +221,9 @@ def fit_gradient(
         FitResult (with `n_evals`: full-data objective evaluations, line-search ones included).
     """
     _check_gradient_options(optimizer, learning_rate, grad_tol, batch_size)
+    if batch_size is not None and mesh is not None and jax.process_count() > 1:
+        # Minibatch rows are drawn by index below N, which assumes the padding comes last.
+        raise ValueError("batch_size is not supported with several processes; use full batches.")
     prep = prepare_fit(
         X,
         n_components,
@@ -233,12 +237,14 @@ def fit_gradient(
         sample_weight=sample_weight,
         init_params=init_params,
         chunk_size=chunk_size,
+        mesh=mesh,
     )
     if learning_rate is None:
         learning_rate = (
             DEFAULT_LEARNING_RATE.get(optimizer, 0.0) if isinstance(optimizer, str) else 0.0
         )
-    params, ll, out, best = _fit_gradient_program(
+    params, ll, out, best = prep.run(
+        _fit_gradient_program,
         prep.data,
         prep.keys,
         prep.init_params,

@@ -49,26 +49,43 @@ def init_from_data(
         active = jnp.ones((n_components,), bool)
     if method == "random":
         return _random_responsibilities(data, key, n_components, cov_type, reg_covar, active)
-    X, w = data.flat_X, data.flat_weight
+    log_w = _log_weight(data.weight)
     if method == "kmeans++":
-        centres = _kmeans_plus_plus(X, w, key, n_components)
+        centres = _kmeans_plus_plus(data.X, log_w, key, n_components)
         centres = jax.lax.fori_loop(
             0, N_LLOYD_STEPS, lambda _, c: _lloyd_step(c, data, active), centres
         )
     else:  # random_from_data: K distinct rows, drawn in proportion to the sample weights
-        idx = jax.random.choice(key, X.shape[0], (n_components,), replace=False, p=w / jnp.sum(w))
-        centres = X[idx]
+        centres = _distinct_rows(data.X, log_w, key, n_components)
     stats = _hard_assignment_statistics(centres, data, cov_type, active)
     return m_step_from_statistics(stats, cov_type=cov_type, reg_covar=reg_covar, active=active)
 
 
-def _kmeans_plus_plus(X: Float[Array, "n d"], w: Float[Array, " n"], key, k: int):
+# The draws below work on the (C, B) chunk layout and never flatten it: X may be sharded over
+# devices along B, and a reshape would gather every row onto every device.
+
+
+def _log_weight(w: Float[Array, "c b"]) -> Float[Array, "c b"]:
+    return jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1.0)), -jnp.inf)
+
+
+def _draw_row(key, logits: Float[Array, "c b"], X: Float[Array, "c b d"]):
+    """One row drawn with probability ∝ exp(logits) (Gumbel-max), and its (C, B) one-hot."""
+    scores = logits + jax.random.gumbel(key, logits.shape, logits.dtype)
+    best_in_chunk = jnp.max(scores, axis=1)
+    c = jnp.argmax(best_in_chunk)
+    b = jnp.argmax(scores[c])
+    hit = (jnp.arange(X.shape[0])[:, None] == c) & (jnp.arange(X.shape[1])[None, :] == b)
+    # A masked sum rather than X[c, b]: a reduction stays local to each shard.
+    return jnp.einsum("cb,cbd->d", hit.astype(X.dtype), X, precision=HIGHEST), hit
+
+
+def _kmeans_plus_plus(X: Float[Array, "c b d"], log_w: Float[Array, "c b"], key, k: int):
     """k-means++ seeding (Arthur & Vassilvitskii 2007): each next centre is drawn with
     probability ∝ w_i · D(x_i)², D the distance to the nearest centre chosen so far."""
-    log_w = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1.0)), -jnp.inf)
     key, sub = jax.random.split(key)
-    first = X[jax.random.categorical(sub, log_w)]
-    centres = jnp.zeros((k, X.shape[1]), X.dtype).at[0].set(first)
+    first, _ = _draw_row(sub, log_w, X)
+    centres = jnp.zeros((k, X.shape[-1]), X.dtype).at[0].set(first)
     d2 = jnp.sum(jnp.square(X - first), axis=-1)
 
     def pick(j, carry):
@@ -77,10 +94,24 @@ def _kmeans_plus_plus(X: Float[Array, "n d"], w: Float[Array, " n"], key, k: int
         logits = jnp.where(d2 > 0, log_w + jnp.log(jnp.where(d2 > 0, d2, 1.0)), -jnp.inf)
         # Fewer distinct points than components: fall back to drawing by weight alone.
         logits = jnp.where(jnp.any(jnp.isfinite(logits)), logits, log_w)
-        c = X[jax.random.categorical(sub, logits)]
+        c, _ = _draw_row(sub, logits, X)
         return centres.at[j].set(c), jnp.minimum(d2, jnp.sum(jnp.square(X - c), axis=-1)), key
 
     centres, _, _ = jax.lax.fori_loop(1, k, pick, (centres, d2, key))
+    return centres
+
+
+def _distinct_rows(X: Float[Array, "c b d"], log_w: Float[Array, "c b"], key, k: int):
+    """K distinct rows drawn without replacement with probability ∝ w (successive draws,
+    each removing the row it took: the same law as Gumbel top-k)."""
+
+    def pick(j, carry):
+        centres, log_w = carry
+        row, hit = _draw_row(jax.random.fold_in(key, j), log_w, X)
+        return centres.at[j].set(row), jnp.where(hit, -jnp.inf, log_w)
+
+    centres = jnp.zeros((k, X.shape[-1]), X.dtype)
+    centres, _ = jax.lax.fori_loop(0, k, pick, (centres, log_w))
     return centres
 
 
