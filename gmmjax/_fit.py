@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from collections import Counter
@@ -27,6 +28,7 @@ from ._sharding import (
 )
 from ._solver import OK, LoopResult, Status, StepOutput, iterate, select_best
 from ._stats import Chunked, chunk_rows
+from ._stream import Streamed, is_host_stream, open_host_data
 from ._validate import check_data, check_fit_options, check_init_params, check_sample_weight
 
 # Incremented each time a fitting program is traced; the compile-count tests read it.
@@ -112,6 +114,7 @@ def _fit_em_program(
     tol: Array,
     reg_covar: Array,
     active: Array,
+    init_data: Chunked | None = None,
     *,
     n_components: int,
     cov_type: str,
@@ -119,15 +122,16 @@ def _fit_em_program(
     max_iter: int,
     has_init: bool,
 ):
-    """All restarts of one EM fit. `active` (K,) bool masks padded components (see `select`)."""
+    """All restarts of one EM fit. `active` (K,) bool masks padded components (see `select`);
+    `init_data`, when given, is what the initialisation reads instead of `data` (a subsample
+    of host-streamed data)."""
     trace_counts["fit_em"] += 1
-    total_weight = jnp.sum(data.weight)
-    mean_weight = total_weight / jnp.sum(data.weight > 0)
+    total_weight = data.total_weight
     step = functools.partial(
         _em_step,
         data=data,
         total_weight=total_weight,
-        mean_weight=mean_weight,
+        mean_weight=data.mean_weight,
         reg_covar=reg_covar,
         active=active,
     )
@@ -135,7 +139,7 @@ def _fit_em_program(
     def one_restart(key, start):
         if not has_init:
             start = init_from_data(
-                data,
+                data if init_data is None else init_data,
                 key,
                 n_components=n_components,
                 cov_type=cov_type,
@@ -178,6 +182,11 @@ def fit_em(
 
     Args:
         X: (N, D) data; integer data are cast to the default float dtype, float32 stays float32.
+            A `numpy.memmap` or an iterator of (n_i, D) chunks is not copied to the device:
+            each EM iteration streams it through the statistics chunk by chunk inside the
+            compiled program (exact EM, device memory bounded by one chunk); the
+            initialisation then runs on a uniform subsample of 65,536 rows, and an iterator
+            is first spooled to a temporary file. See `_stream.py`.
         n_components: K.
         key: PRNG key; restart r uses `jax.random.split(key, n_restarts)[r]`.
         cov_type: "full", "diag", "spherical" or "tied".
@@ -190,6 +199,7 @@ def fit_em(
         sample_weight: optional (N,) non-negative weights.
         init_params: a GMM shared by all restarts, or one with a leading (R,) axis.
         chunk_size: rows per chunk (default: 2^18 / (R·K) as a power of two, at least 256).
+            For streamed data, the rows of each host-to-device transfer.
         mesh: a `jax.sharding.Mesh` with a "data" axis (and optionally a "restarts" axis) to
             split the rows (and restarts) over its devices; the statistics are summed across
             devices, so the result equals the one-device fit up to summation order. With
@@ -202,7 +212,7 @@ def fit_em(
     Raises:
         ValueError: for invalid input, before anything is traced.
     """
-    prep = prepare_fit(
+    with fit_input(
         X,
         n_components,
         key=key,
@@ -216,45 +226,54 @@ def fit_em(
         init_params=init_params,
         chunk_size=chunk_size,
         mesh=mesh,
-    )
-    params, ll, out, best = prep.run(
-        _fit_em_program,
-        prep.data,
-        prep.keys,
-        prep.init_params,
-        prep.scalar(tol),
-        prep.scalar(reg_covar),
-        prep.scalar(jnp.ones((n_components,), bool)),
-        n_components=n_components,
-        cov_type=cov_type,
-        init=None if init_params is not None else init,  # unused then: no recompile on it
-        max_iter=max_iter,
-        has_init=init_params is not None,
-    )
+    ) as prep:
+        params, ll, out, best = prep.run(
+            _fit_em_program,
+            prep.data,
+            prep.keys,
+            prep.init_params,
+            prep.scalar(tol),
+            prep.scalar(reg_covar),
+            prep.scalar(jnp.ones((n_components,), bool)),
+            prep.init_data,
+            n_components=n_components,
+            cov_type=cov_type,
+            init=None if init_params is not None else init,  # unused then: no recompile on it
+            max_iter=max_iter,
+            has_init=init_params is not None,
+        )
     return make_result(prep.uncentre(params), ll, out, best)
 
 
 class PreparedFit(eqx.Module):
     """Validated, centred and chunked input shared by `fit_em` and `fit_gradient`."""
 
-    data: Chunked
+    data: Chunked | Streamed
     keys: PRNGKeyArray
     init_params: GMM | None  # centred, with a leading restart axis
     offset: Float[Array, " d"]
     n_samples: int = eqx.field(static=True)  # rows of all processes, before padding
     mesh: Mesh | None = eqx.field(static=True, default=None)
+    init_data: Chunked | None = None  # what the initialisation reads, if not `data`
+
+    @property
+    def dtype(self):
+        return self.offset.dtype
 
     def scalar(self, value) -> Array:
         """A traced option (tol, reg_covar, learning rate; a mask) in the data's dtype,
         replicated over the mesh if there is one."""
         value = jnp.asarray(value)
         if value.dtype != bool:
-            value = value.astype(self.data.X.dtype)
+            value = value.astype(self.dtype)
         return value if self.mesh is None else replicate(value, self.mesh)
 
     def run(self, program, *args, **static):
         """Call a fitting program; with a mesh, bring the outputs back to every process."""
         out = program(*args, **static)
+        if isinstance(self.data, Streamed):
+            # Dispatch is asynchronous: the host reader must outlive the last chunk read.
+            out = jax.block_until_ready(out)
         return out if self.mesh is None else to_host(out)
 
     def uncentre(self, params: GMM) -> GMM:
@@ -316,16 +335,74 @@ def prepare_fit(
         data = chunk_rows(X - offset, weight, rows)
     else:
         data = shard_rows(X - offset, weight, rows_per_chunk(rows, mesh), mesh)
-    start = None
-    if init_params is not None:
-        start = jax.tree.map(lambda a: jnp.asarray(a, X.dtype), init_params)
-        start = eqx.tree_at(lambda g: g.means, start, start.means - offset)
-        if not start.batch_shape:
-            start = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape), start)
+    start = _centred_start(init_params, offset, n_restarts)
     keys = jax.random.split(key, n_restarts)
     if mesh is not None:
         keys, start = place_restarts((keys, start), mesh)
     return PreparedFit(data, keys, start, offset, n, mesh)
+
+
+def _centred_start(init_params: GMM | None, offset, n_restarts: int) -> GMM | None:
+    """`init_params` in the data's dtype, centred, with a leading (R,) axis."""
+    if init_params is None:
+        return None
+    start = jax.tree.map(lambda a: jnp.asarray(a, offset.dtype), init_params)
+    start = eqx.tree_at(lambda g: g.means, start, start.means - offset)
+    if not start.batch_shape:
+        start = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape), start)
+    return start
+
+
+@contextlib.contextmanager
+def fit_input(X, n_components, **options):
+    """`prepare_fit` for in-memory data; for host-streamed data (memmap, iterator) the same
+    checks and centring, with the host reader registered for the duration of the block."""
+    if not is_host_stream(X):
+        yield prepare_fit(X, n_components, **options)
+        return
+    if options["mesh"] is not None:
+        raise ValueError(
+            "streamed data (a memmap or an iterator) cannot be combined with mesh=; give each "
+            "process its rows as an array instead."
+        )
+    n_restarts, chunk_size = options["n_restarts"], options["chunk_size"]
+    names = ("cov_type", "init", "n_restarts", "max_iter", "tol", "reg_covar", "chunk_size")
+    check = functools.partial(
+        check_fit_options, n_components=n_components, **{k: options[k] for k in names}
+    )
+    # An iterator's length is known only after the validation pass: K <= N is checked then.
+    check(n_samples=X.shape[0] if hasattr(X, "shape") else n_components)
+
+    def rows_for(n):
+        return min(n, chunk_size or default_chunk_size(n, n_restarts, n_components))
+
+    key = options["key"]
+    seed = int(jax.random.randint(jax.random.fold_in(key, 2**20), (), 0, 2**31 - 1))
+    with open_host_data(
+        X, sample_weight=options["sample_weight"], rows_for=rows_for, seed=seed
+    ) as host:
+        check(n_samples=host.n_samples)
+        d = host.stream.n_features
+        if options["init_params"] is not None:
+            check_init_params(
+                options["init_params"],
+                n_components=n_components,
+                n_features=d,
+                cov_type=options["cov_type"],
+                n_restarts=n_restarts,
+            )
+        offset = jnp.asarray(host.offset, host.stream.dtype)
+        sample = jnp.asarray(host.sample) - offset
+        init_data = chunk_rows(sample, jnp.asarray(host.sample_weight), min(sample.shape[0], 8192))
+        yield PreparedFit(
+            host.stream,
+            jax.random.split(key, n_restarts),
+            _centred_start(options["init_params"], offset, n_restarts),
+            offset,
+            host.n_samples,
+            None,
+            init_data,
+        )
 
 
 def make_result(params: GMM, ll, out: LoopResult, best_index) -> FitResult:

@@ -16,11 +16,12 @@ import optax
 from jaxtyping import Array, PRNGKeyArray
 
 from ._em import streamed_log_likelihood
-from ._fit import make_result, prepare_fit, trace_counts
+from ._fit import fit_input, make_result, trace_counts
 from ._init import init_from_data
 from ._params import GMM
 from ._solver import OK, Status, StepOutput, iterate, select_best
 from ._stats import Chunked
+from ._stream import is_host_stream
 from ._transforms import Unconstrained, from_unconstrained, to_unconstrained
 from ._validate import check_non_negative
 
@@ -66,7 +67,7 @@ def _gradient_step(
     def loss(u, batch):
         ll = streamed_log_likelihood(from_unconstrained(u), batch, checkpoint=True)
         # max(): a minibatch that drew only zero-weight rows contributes nothing, not 0/0.
-        return -ll / jnp.maximum(jnp.sum(batch.weight), jnp.finfo(ll.dtype).tiny)
+        return -ll / jnp.maximum(batch.total_weight, jnp.finfo(ll.dtype).tiny)
 
     full_loss = functools.partial(loss, batch=data)
     key, sub = jax.random.split(aux.key)
@@ -129,6 +130,7 @@ def _fit_gradient_program(
     grad_tol: Array,
     learning_rate: Array,
     reg_covar: Array,
+    init_data: Chunked | None = None,
     *,
     n_components: int,
     cov_type: str,
@@ -140,7 +142,7 @@ def _fit_gradient_program(
     n_samples: int,
 ):
     trace_counts["fit_gradient"] += 1
-    total_weight = jnp.sum(data.weight)
+    total_weight = data.total_weight
     opt = _make_optimizer(optimizer, learning_rate)
     step = functools.partial(
         _gradient_step,
@@ -156,7 +158,7 @@ def _fit_gradient_program(
     def one_restart(key, start):
         if not has_init:  # the same key as fit_em's: the same initial parameters
             start = init_from_data(
-                data,
+                data if init_data is None else init_data,
                 key,
                 n_components=n_components,
                 cov_type=cov_type,
@@ -224,7 +226,9 @@ def fit_gradient(
     if batch_size is not None and mesh is not None and jax.process_count() > 1:
         # Minibatch rows are drawn by index below N, which assumes the padding comes last.
         raise ValueError("batch_size is not supported with several processes; use full batches.")
-    prep = prepare_fit(
+    if batch_size is not None and is_host_stream(X):
+        raise ValueError("batch_size needs in-memory data; pass an array, not a memmap/iterator.")
+    with fit_input(
         X,
         n_components,
         key=key,
@@ -238,29 +242,30 @@ def fit_gradient(
         init_params=init_params,
         chunk_size=chunk_size,
         mesh=mesh,
-    )
-    if learning_rate is None:
-        learning_rate = (
-            DEFAULT_LEARNING_RATE.get(optimizer, 0.0) if isinstance(optimizer, str) else 0.0
+    ) as prep:
+        if learning_rate is None:
+            learning_rate = (
+                DEFAULT_LEARNING_RATE.get(optimizer, 0.0) if isinstance(optimizer, str) else 0.0
+            )
+        params, ll, out, best = prep.run(
+            _fit_gradient_program,
+            prep.data,
+            prep.keys,
+            prep.init_params,
+            prep.scalar(tol),
+            prep.scalar(grad_tol),
+            prep.scalar(learning_rate),
+            prep.scalar(reg_covar),
+            prep.init_data,
+            n_components=n_components,
+            cov_type=cov_type,
+            init=None if init_params is not None else init,  # unused then: no recompile on it
+            max_iter=max_iter,
+            has_init=init_params is not None,
+            optimizer=optimizer,
+            batch_size=batch_size,
+            n_samples=prep.n_samples,
         )
-    params, ll, out, best = prep.run(
-        _fit_gradient_program,
-        prep.data,
-        prep.keys,
-        prep.init_params,
-        prep.scalar(tol),
-        prep.scalar(grad_tol),
-        prep.scalar(learning_rate),
-        prep.scalar(reg_covar),
-        n_components=n_components,
-        cov_type=cov_type,
-        init=None if init_params is not None else init,  # unused then: no recompile on it
-        max_iter=max_iter,
-        has_init=init_params is not None,
-        optimizer=optimizer,
-        batch_size=batch_size,
-        n_samples=prep.n_samples,
-    )
     return make_result(prep.uncentre(params), ll, out, best)
 
 

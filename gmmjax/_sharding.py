@@ -80,9 +80,7 @@ def _local_data_shards(mesh: Mesh) -> int:
     """How many positions of the "data" axis this process's devices cover."""
     axis = mesh.axis_names.index(DATA_AXIS)
     mine = {d.id for d in mesh.local_devices}
-    held = {
-        idx[axis] for idx in np.ndindex(mesh.devices.shape) if mesh.devices[idx].id in mine
-    }
+    held = {idx[axis] for idx in np.ndindex(mesh.devices.shape) if mesh.devices[idx].id in mine}
     return len(held)
 
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ._likelihood import HIGHEST, _expand_quadratic, quadratic_features, unpack_symmetric
+from ._stream import Streamed
 
 
 class SufficientStatistics(eqx.Module):
@@ -119,6 +120,15 @@ class Chunked(eqx.Module):
     weight: Float[Array, "c b"]
 
     @property
+    def total_weight(self) -> Array:
+        return jnp.sum(self.weight)
+
+    @property
+    def mean_weight(self) -> Array:
+        """The mean weight of the rows that have one (padding excluded)."""
+        return self.total_weight / jnp.sum(self.weight > 0)
+
+    @property
     def flat_X(self) -> Float[Array, "n d"]:
         return self.X.reshape(-1, self.X.shape[-1])
 
@@ -137,11 +147,14 @@ def chunk_rows(X: Array, weight: Array, chunk_size: int) -> Chunked:
     return Chunked(X.reshape(n_chunks, chunk_size, d), weight.reshape(n_chunks, chunk_size))
 
 
-def sum_over_chunks(fn: Callable, data: Chunked, *args):
+def sum_over_chunks(fn: Callable, data: Chunked | Streamed, *args):
     """Σ_c fn(X_c, w_c, c, *args) over chunks with `lax.scan`: memory bounded by one chunk.
 
-    `fn` returns a pytree of arrays; the pytrees are summed leaf by leaf.
+    `fn` returns a pytree of arrays; the pytrees are summed leaf by leaf. Host-resident data
+    (`_stream.Streamed`) are read chunk by chunk inside the scan.
     """
+    if isinstance(data, Streamed):
+        return _sum_over_streamed(fn, data, *args)
     if data.X.shape[0] == 1:
         return fn(data.X[0], data.weight[0], 0, *args)
     shapes = jax.eval_shape(fn, data.X[0], data.weight[0], 0, *args)
@@ -156,8 +169,21 @@ def sum_over_chunks(fn: Callable, data: Chunked, *args):
     return total
 
 
+def _sum_over_streamed(fn: Callable, data: Streamed, *args):
+    x0, w0 = jax.eval_shape(data.chunk, 0)
+    shapes = jax.eval_shape(fn, x0, w0, 0, *args)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    def body(total, c):
+        X, w = data.chunk(c)
+        return jax.tree.map(jnp.add, total, fn(X, w, c, *args)), None
+
+    total, _ = jax.lax.scan(body, zeros, jnp.arange(data.n_chunks))
+    return total
+
+
 def streamed_statistics(
-    responsibilities: Callable, data: Chunked, *, cov_type: str, shift: Array
+    responsibilities: Callable, data: Chunked | Streamed, *, cov_type: str, shift: Array
 ) -> tuple[SufficientStatistics, object]:
     """Sufficient statistics about `shift`, accumulated chunk by chunk.
 
