@@ -14,6 +14,7 @@ from jax.sharding import Mesh
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._em import m_step_from_statistics, streamed_e_statistics, streamed_log_likelihood
+from ._halving import _halving_program, halving_schedule
 from ._init import init_from_data
 from ._params import GMM
 from ._sharding import (
@@ -170,6 +171,8 @@ def fit_em(
     init_params: GMM | None = None,
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
+    halving_every: int | None = None,
+    halving_survivors: int = 1,
 ) -> FitResult:
     """Fit a Gaussian mixture by EM from `n_restarts` initialisations, all in one program.
 
@@ -205,6 +208,12 @@ def fit_em(
             devices, so the result equals the one-device fit up to summation order. With
             several processes (`jax.distributed.initialize`), every process calls `fit_em`
             with its own rows and gets the same result. See `_sharding.py`.
+        halving_every: successive halving over restarts: every `halving_every` iterations
+            keep the better half (by log-likelihood) until `halving_survivors` remain, which
+            run on to `max_iter` or convergence; pruned restarts get `Status.PRUNED`. Saves
+            the iterations a vmapped loop spends waiting for its slowest restart, at the risk
+            of pruning a slow climber. See `_halving.py`.
+        halving_survivors: see `halving_every`.
 
     Returns:
         FitResult.
@@ -227,6 +236,23 @@ def fit_em(
         chunk_size=chunk_size,
         mesh=mesh,
     ) as prep:
+        if halving_every is not None:
+            _check_halving(halving_every, halving_survivors, n_restarts)
+            params, ll, out, best = prep.run(
+                _halving_program,
+                prep.data,
+                prep.keys,
+                prep.init_params,
+                prep.scalar(tol),
+                prep.scalar(reg_covar),
+                prep.init_data,
+                n_components=n_components,
+                cov_type=cov_type,
+                init=None if init_params is not None else init,
+                has_init=init_params is not None,
+                stages=halving_schedule(n_restarts, halving_every, halving_survivors, max_iter),
+            )
+            return make_result(prep.uncentre(params), ll, out, best)
         params, ll, out, best = prep.run(
             _fit_em_program,
             prep.data,
@@ -243,6 +269,16 @@ def fit_em(
             has_init=init_params is not None,
         )
     return make_result(prep.uncentre(params), ll, out, best)
+
+
+def _check_halving(every, survivors, n_restarts):
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise ValueError(f"halving_every must be a positive integer or None, got {every!r}.")
+    if not isinstance(survivors, int) or not 1 <= survivors <= n_restarts:
+        raise ValueError(
+            f"halving_survivors must be an integer in [1, n_restarts={n_restarts}], "
+            f"got {survivors!r}."
+        )
 
 
 class PreparedFit(eqx.Module):

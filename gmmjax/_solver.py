@@ -28,6 +28,7 @@ class Status(enum.IntEnum):
     MAX_ITER_REACHED = 1  # ran max_iter steps without meeting tol
     NON_FINITE = 2  # the log-likelihood or the parameters became NaN/inf
     DEGENERATE = 3  # a covariance lost positive definiteness or a component emptied
+    PRUNED = 4  # stopped by successive halving: it trailed the other restarts
 
     @property
     def message(self) -> str:
@@ -44,6 +45,9 @@ _MESSAGES = {
     Status.DEGENERATE: (
         "a component collapsed (no responsibility left, or its covariance is not positive "
         "definite); raise reg_covar or lower n_components; the last good parameters are returned"
+    ),
+    Status.PRUNED: (
+        "stopped early by successive halving: its log-likelihood trailed the other restarts'"
     ),
 }
 
