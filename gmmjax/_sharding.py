@@ -158,6 +158,11 @@ def to_host(tree):
     """Outputs as NumPy arrays on every process (gathered where they are split)."""
     if jax.process_count() == 1:
         return tree
-    return jax.tree.map(
-        lambda a: jnp.asarray(multihost_utils.process_allgather(a, tiled=True)), tree
-    )
+
+    def gather(a):
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            raw = multihost_utils.process_allgather(jax.random.key_data(a), tiled=True)
+            return jax.random.wrap_key_data(jnp.asarray(raw), impl=jax.random.key_impl(a))
+        return jnp.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+    return jax.tree.map(gather, tree)

@@ -1,10 +1,10 @@
 """Run by tests/test_distributed.py in fresh processes (device flags must precede JAX's start).
 
-    python distributed_worker.py devices OUT.json
-        4 forced CPU devices: sharded fits vs one-device fits; writes the largest differences
-        and the largest all-gather in the compiled sharded EM program.
-    python distributed_worker.py process PID PORT OUT.npz
-        One of two processes joined by jax.distributed; fits its own rows; saves the result.
+python distributed_worker.py devices OUT.json
+    4 forced CPU devices: sharded fits vs one-device fits; writes the largest differences
+    and the largest all-gather in the compiled sharded EM program.
+python distributed_worker.py process PID PORT OUT.npz
+    One of two processes joined by jax.distributed; fits its own rows; saves the result.
 """
 
 import json
