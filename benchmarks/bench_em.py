@@ -1,9 +1,12 @@
-"""How much faster is gmmjax's EM than scikit-learn's, per iteration and for 8 restarts?
+"""How fast is gmmjax's EM against scikit-learn, pomegranate and torchgmm, per iteration?
 
-Both libraries run in this one process, on the same data, from the same initial parameters, for
-the same number of EM iterations (tol=0). scikit-learn's `n_init` runs restarts one after the
-other, so its 8-restart time is 8 x the median single-restart time; gmmjax runs the 8 restarts
-as one vmapped program and is timed doing exactly that. Compile time is reported apart.
+All libraries run in this one process, on the same data, from the same initial parameters
+(torchgmm accepts initial means only; its covariances start from those means), for the same
+number of EM iterations (tol=0). Steady-state time per iteration is (T(2M) − T(M)) / M for
+fits of M and 2M iterations, so set-up, initialisation, compile and final passes cancel out.
+The peers run restarts one after another (scikit-learn's n_init is a loop), so their R-restart
+time is R × their one-restart time; gmmjax runs R restarts as one vmapped program and is timed
+doing exactly that, for R = 1, 8, 64. Compile time is reported apart.
 
 Workloads (the core issue's):
     W1  N=10k,  D=2,  K=3,  full
@@ -11,13 +14,13 @@ Workloads (the core issue's):
     W3  N=100k, D=64, K=32, diag
     W4  N=1M,   D=8,  K=8,  full
 
-Usage:
-    python benchmarks/bench_em.py                       # all workloads, float64 and float32
-    python benchmarks/bench_em.py --workloads W2 --dtypes float64 --iters 10 --repeats 5
+Peers are optional: pomegranate and torchgmm need torch (CPU build: see benchmarks/README.md);
+a library that does not import is reported as missing and skipped.
 
-Typical output (2-core machine; see benchmarks/README.md for the recorded table):
-    wl  dtype    sk ms/it  gj ms/it(8r)  sk 8r s  gj 8r s  compile s  speedup  GFLOP/s
-    W2  float64    ...
+Usage:
+    python benchmarks/bench_em.py            # everything
+    python benchmarks/bench_em.py --workloads W2 --dtypes float64 --restarts 8 --libs gmmjax,sklearn
+    python benchmarks/bench_em.py --memory   # peak RSS per (workload, library, R), own process
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import statistics
+import subprocess
+import sys
 import time
 import warnings
 
@@ -46,6 +52,7 @@ WORKLOADS = {
     "W3": (100_000, 64, 32, "diag"),
     "W4": (1_000_000, 8, 8, "full"),
 }
+LIBS = ("gmmjax", "sklearn", "pomegranate", "torchgmm")
 
 
 def make_data(n, d, k, seed=0):
@@ -69,115 +76,240 @@ def matmul_gflops(dtype, size=2048, repeats=5):
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
+def executed_flops(n, d, k, cov_type, dtype):
+    """Multiply-adds x 2 that gmmjax's EM iteration executes for one restart.
+
+    float64 full: the quadratic forms and second moments are products with
+    φ(x) = (x_i x_j)_{i<=j} (P = D(D+1)/2 columns): E-step 2NK(P + D), M-step 2NK(P + D).
+    float32 full: explicit differences, 2NKD² for the E-step and 2NKD² for the M-step.
+    diag: 4NKD each way (products with x and x²).
+    """
+    if cov_type == "diag":
+        return 8 * n * k * d
+    if np.dtype(dtype) == np.float64:
+        return 4 * n * k * (d * (d + 1) // 2 + d)
+    return 4 * n * k * d * d
+
+
+def steady_per_iter(fit, iters, repeats):
+    """(seconds per iteration, seconds of the first call beyond a warm one) for fit(m)."""
+    t = time.perf_counter()
+    fit(iters)
+    first = time.perf_counter() - t
+    fit(2 * iters)  # compiles the longer fit too, where there is anything to compile
+
+    def med(m):
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fit(m)
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    short, long = med(iters), med(2 * iters)
+    return (long - short) / iters, first - short
+
+
 def _precisions(gmm):
     c = np.asarray(gmm.covariances, dtype=np.float64)
     return np.linalg.inv(c) if gmm.cov_type in ("full", "tied") else 1.0 / c
 
 
-def bench(name, dtype, iters, repeats, restarts):
+def fitters(lib, X, start, cov_type, k, restarts):
+    """fit(m) running m EM iterations of `lib` from `start` (R restarts for gmmjax)."""
+    w0 = np.asarray(start.weights[0], np.float64)
+    m0 = np.asarray(start.means[0], np.float64)
+    c0 = np.asarray(start.covariances[0], np.float64)
+    if lib == "gmmjax":
+
+        def fit(m):
+            res = gj.fit_em(
+                X,
+                k,
+                key=jax.random.key(0),
+                cov_type=cov_type,
+                n_restarts=restarts,
+                init_params=start,
+                max_iter=m,
+                tol=0.0,
+            )
+            res.log_likelihood.block_until_ready()
+            assert np.all(np.asarray(res.n_iter) == m)
+
+        return fit
+    if lib == "sklearn":
+
+        def fit(m):
+            GaussianMixture(
+                k,
+                covariance_type=cov_type,
+                tol=0.0,
+                max_iter=m,
+                weights_init=w0 / w0.sum(),
+                means_init=m0,
+                precisions_init=_precisions(c0),
+                random_state=0,
+            ).fit(X)
+
+        return fit
+    import torch
+
+    dtype = torch.float64 if X.dtype == np.float64 else torch.float32
+    Xt = torch.tensor(X, dtype=dtype)
+    if lib == "pomegranate":
+        from pomegranate.distributions import Normal
+        from pomegranate.gmm import GeneralMixtureModel
+
+        def fit(m):
+            dists = [
+                Normal(
+                    means=torch.tensor(m0[j], dtype=dtype),
+                    covs=torch.tensor(c0[j], dtype=dtype),
+                    covariance_type=cov_type,
+                )
+                for j in range(k)
+            ]
+            GeneralMixtureModel(
+                dists, priors=torch.tensor(w0, dtype=dtype), max_iter=m, tol=-np.inf
+            ).fit(Xt)
+
+        return fit
+    from torchgmm.bayes import GaussianMixture as TorchGMM
+
+    def fit(m):
+        TorchGMM(
+            k,
+            covariance_type=cov_type,
+            init_means=torch.tensor(m0, dtype=dtype),
+            convergence_tolerance=0.0,
+            trainer_params=dict(
+                max_epochs=m,
+                accelerator="cpu",
+                enable_progress_bar=False,
+                logger=False,
+                enable_model_summary=False,
+                enable_checkpointing=False,
+            ),
+        ).fit(Xt)
+
+    return fit
+
+
+def _precisions(c):
+    return np.linalg.inv(c) if c.ndim == 3 else 1.0 / c
+
+
+def available(lib):
+    try:
+        if lib in ("pomegranate", "torchgmm"):
+            __import__(lib)
+        return True
+    except ImportError:
+        return False
+
+
+def bench(name, dtype, lib, restarts, iters, repeats):
     n, d, k, cov_type = WORKLOADS[name]
     X = make_data(n, d, k).astype(dtype)
     keys = jax.random.split(jax.random.key(0), restarts)
-    starts = [gj.initialize(X, k, key=kk, cov_type=cov_type) for kk in keys]
-    batched = jax.tree.map(lambda *a: jnp.stack(a), *starts)
-
-    # scikit-learn: one restart from starts[0]; n_init runs restarts sequentially.
-    sk_times = []
-    for _ in range(repeats):
-        sk = GaussianMixture(
-            k,
-            covariance_type=cov_type,
-            tol=0.0,
-            max_iter=iters,
-            init_params="random_from_data",
-            weights_init=(w0 := np.asarray(starts[0].weights, np.float64)) / w0.sum(),
-            means_init=np.asarray(starts[0].means, np.float64),
-            precisions_init=_precisions(starts[0]),
-            random_state=0,
-        )
-        t = time.perf_counter()
-        sk.fit(X)
-        sk_times.append(time.perf_counter() - t)
-    sk_iter = statistics.median(sk_times) / iters
-
-    def run():
-        res = gj.fit_em(
-            X,
-            k,
-            key=keys[0],
-            cov_type=cov_type,
-            n_restarts=restarts,
-            init_params=batched,
-            max_iter=iters,
-            tol=0.0,
-        )
-        res.log_likelihood.block_until_ready()
-        return res
-
-    t = time.perf_counter()
-    res = run()
-    first = time.perf_counter() - t
-    gj_times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        res = run()
-        gj_times.append(time.perf_counter() - t)
-    steady = statistics.median(gj_times)
-    # iters EM steps plus one final log-likelihood pass (counted as part of the iterations).
-    gj_iter = steady / iters
-    assert np.all(np.asarray(res.n_iter) == iters)
-    flops = {"full": 4 * n * k * d * d, "tied": 4 * n * k * d * d}.get(cov_type, 6 * n * k * d)
+    start = gj.initialize(X, k, key=keys, cov_type=cov_type)
+    one = 1 if lib != "gmmjax" else restarts  # peers: one restart, timed; R x that reported
+    per_iter, compile_s = steady_per_iter(fitters(lib, X, start, cov_type, k, one), iters, repeats)
+    per_iter_all = per_iter * (restarts if lib != "gmmjax" else 1)
+    gflops = None
+    if lib == "gmmjax":
+        gflops = restarts * executed_flops(n, d, k, cov_type, dtype) / per_iter / 1e9
     return dict(
         wl=name,
         dtype=np.dtype(dtype).name,
-        sk_ms_it=1e3 * sk_iter,
-        gj_ms_it=1e3 * gj_iter,
-        sk_8r_100it=restarts * 100 * sk_iter,
-        gj_8r_100it=100 * gj_iter,
-        compile_s=first - steady,
-        speedup=restarts * sk_iter / gj_iter,
-        gflops=restarts * flops / gj_iter / 1e9,
-        status=sorted({gj.Status(int(s)).name for s in res.status}),
+        lib=lib,
+        restarts=restarts,
+        ms_per_iter=1e3 * per_iter_all,
+        compile_s=compile_s,
+        gflops=gflops,
     )
+
+
+def peak_rss(wl, dtype, lib, restarts):
+    """Peak RSS in GiB of a separate process running this one measurement (2 iterations)."""
+    cmd = [
+        "/usr/bin/time",
+        "-v",
+        sys.executable,
+        __file__,
+        "--workloads",
+        wl,
+        "--dtypes",
+        dtype,
+        "--libs",
+        lib,
+        "--restarts",
+        str(restarts),
+        "--iters",
+        "2",
+        "--repeats",
+        "1",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
+    kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out).group(1))
+    return kb / 2**20
 
 
 def main():
     # tol=0 runs stop at max_iter by design; scikit-learn warns about each one.
     warnings.simplefilter("ignore", ConvergenceWarning)
+    warnings.simplefilter("ignore", UserWarning)  # lightning's advice about data loaders
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workloads", default="W1,W2,W3,W4")
     p.add_argument("--dtypes", default="float64,float32")
-    p.add_argument("--iters", type=int, default=10, help="EM iterations per timed fit")
+    p.add_argument("--libs", default=",".join(LIBS))
+    p.add_argument("--restarts", default="1,8,64", help="gmmjax restart counts")
+    p.add_argument("--iters", type=int, default=5, help="M: fits of M and 2M iterations")
     p.add_argument("--repeats", type=int, default=3, help="timed runs; medians are reported")
-    p.add_argument("--restarts", type=int, default=8)
+    p.add_argument("--memory", action="store_true", help="peak RSS table instead of times")
     args = p.parse_args()
-
+    libs = [lib for lib in args.libs.split(",") if available(lib)]
+    missing = sorted(set(args.libs.split(",")) - set(libs))
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-        f"jax {jax.__version__}, numpy {np.__version__}"
+        f"jax {jax.__version__}, numpy {np.__version__}; missing: {missing or 'none'}"
     )
+    restart_counts = [int(r) for r in args.restarts.split(",")]
+    if args.memory:
+        print("wl | dtype | lib | restarts | peak RSS GiB")
+        for wl in args.workloads.split(","):
+            for dt in args.dtypes.split(","):
+                for lib in libs:
+                    for r in restart_counts if lib == "gmmjax" else [1]:
+                        print(
+                            f"{wl} | {dt} | {lib} | {r} | {peak_rss(wl, dt, lib, r):.2f}",
+                            flush=True,
+                        )
+        return
     for dt in args.dtypes.split(","):
         print(f"# XLA {dt} matmul rate: {matmul_gflops(dt):.1f} GFLOP/s")
-    cols = (
-        "wl",
-        "dtype",
-        "sk_ms_it",
-        "gj_ms_it",
-        "sk_8r_100it",
-        "gj_8r_100it",
-        "compile_s",
-        "speedup",
-        "gflops",
-        "status",
-    )
+    cols = ("wl", "dtype", "lib", "restarts", "ms_per_iter", "vs_sklearn", "compile_s", "gflops")
     print(" | ".join(cols))
     for wl in args.workloads.split(","):
         for dt in args.dtypes.split(","):
-            r = bench(wl, dt, args.iters, args.repeats, args.restarts)
-            print(
-                " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols),
-                flush=True,
-            )
+            sk_one = None
+            for lib in sorted(libs, key=lambda name: name != "sklearn"):  # sklearn first
+                for r in restart_counts if lib == "gmmjax" else [1]:
+                    try:
+                        row = bench(wl, dt, lib, r, args.iters, args.repeats)
+                    except Exception as err:  # noqa: BLE001 - a peer failing is a result
+                        print(f"{wl} | {dt} | {lib} | {r} | failed: {type(err).__name__}: {err}")
+                        continue
+                    if lib == "sklearn":
+                        sk_one = row["ms_per_iter"]
+                    row["vs_sklearn"] = None if sk_one is None else sk_one * r / row["ms_per_iter"]
+                    print(" | ".join(_fmt(row[c]) for c in cols), flush=True)
+
+
+def _fmt(v):
+    if v is None:
+        return "-"
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._em import m_step_from_statistics
-from ._likelihood import HIGHEST, squared_distances
+from ._likelihood import matmul_precision, squared_distances
 from ._params import GMM
 from ._stats import (
     Chunked,
@@ -77,7 +77,7 @@ def _draw_row(key, logits: Float[Array, "c b"], X: Float[Array, "c b d"]):
     b = jnp.argmax(scores[c])
     hit = (jnp.arange(X.shape[0])[:, None] == c) & (jnp.arange(X.shape[1])[None, :] == b)
     # A masked sum rather than X[c, b]: a reduction stays local to each shard.
-    return jnp.einsum("cb,cbd->d", hit.astype(X.dtype), X, precision=HIGHEST), hit
+    return jnp.einsum("cb,cbd->d", hit.astype(X.dtype), X, precision=matmul_precision()), hit
 
 
 def _kmeans_plus_plus(X: Float[Array, "c b d"], log_w: Float[Array, "c b"], key, k: int):
@@ -123,7 +123,7 @@ def _nearest_one_hot(X, centres, active):
 
 def _chunk_lloyd(X, w, _chunk_index, centres, active):
     onehot = _nearest_one_hot(X, centres, active) * w[:, None]
-    return jnp.sum(onehot, axis=0), jnp.dot(onehot.T, X, precision=HIGHEST)
+    return jnp.sum(onehot, axis=0), jnp.dot(onehot.T, X, precision=matmul_precision())
 
 
 def _lloyd_step(centres, data: Chunked, active):

@@ -3,7 +3,9 @@
 log N(x | μ_k, Σ_k) = −½ D log 2π + Σ_d log U_kdd − ½ ‖(x − μ_k)ᵀ U_k‖²,  U_k U_kᵀ = Σ_k⁻¹.
 
 Matrix products run at full precision (`Precision.HIGHEST`): on GPUs float32 products otherwise
-default to TF32, which silently costs about three decimal digits in the quadratic form.
+default to TF32, which silently costs about three decimal digits in the quadratic form. A caller
+who wants that trade makes it with JAX's own switch, `jax.default_matmul_precision(...)` (context
+manager or config flag); see `matmul_precision`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from jaxtyping import Array, Float
 
 from ._params import GMM, log_det_precision_cholesky
 
-HIGHEST = jax.lax.Precision.HIGHEST
+
+def matmul_precision() -> jax.lax.Precision | None:
+    """The precision of every gmmjax matrix product: HIGHEST, unless the caller set JAX's
+    `jax_default_matmul_precision` (e.g. `with jax.default_matmul_precision("tensorfloat32")`),
+    in which case products use that. Read at trace time; the setting is part of jit's cache key,
+    so changing it retraces rather than reusing a program built for the other precision."""
+    if jax.config.jax_default_matmul_precision is not None:
+        return None  # DEFAULT: resolved from the config
+    return jax.lax.Precision.HIGHEST
 
 
 def _expand_quadratic(dtype) -> bool:
@@ -66,11 +76,13 @@ def squared_mahalanobis(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]
     prec = gmm.precisions_cholesky
     if _expand_quadratic(X.dtype):
         if gmm.cov_type in ("full", "tied"):
-            precision = jnp.matmul(prec, jnp.swapaxes(prec, -1, -2), precision=HIGHEST)
+            precision = jnp.matmul(prec, jnp.swapaxes(prec, -1, -2), precision=matmul_precision())
             spec = "kde,ke->kd" if gmm.cov_type == "full" else "de,ke->kd"
-            pmu = jnp.einsum(spec, precision, gmm.means, precision=HIGHEST)
-            quad = jnp.dot(quadratic_features(X), pack_symmetric(precision).T, precision=HIGHEST)
-            lin = jnp.dot(X, pmu.T, precision=HIGHEST)
+            pmu = jnp.einsum(spec, precision, gmm.means, precision=matmul_precision())
+            quad = jnp.dot(
+                quadratic_features(X), pack_symmetric(precision).T, precision=matmul_precision()
+            )
+            lin = jnp.dot(X, pmu.T, precision=matmul_precision())
             const = jnp.sum(pmu * gmm.means, axis=-1)
             if gmm.cov_type == "tied":
                 quad = quad[:, None]
@@ -79,8 +91,8 @@ def squared_mahalanobis(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]
             p2 = jnp.square(prec)  # (K, D) precisions
             mu = gmm.means
             sq = (
-                jnp.dot(jnp.square(X), p2.T, precision=HIGHEST)
-                - 2.0 * jnp.dot(X, (mu * p2).T, precision=HIGHEST)
+                jnp.dot(jnp.square(X), p2.T, precision=matmul_precision())
+                - 2.0 * jnp.dot(X, (mu * p2).T, precision=matmul_precision())
                 + jnp.sum(jnp.square(mu) * p2, axis=-1)
             )
             return jnp.maximum(sq, 0.0)
@@ -90,12 +102,12 @@ def squared_mahalanobis(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]
     x = X - centre
     mu = gmm.means - centre
     if gmm.cov_type == "full":
-        y = jnp.einsum("nd,kde->nke", x, prec, precision=HIGHEST)
-        y = y - jnp.einsum("kd,kde->ke", mu, prec, precision=HIGHEST)
+        y = jnp.einsum("nd,kde->nke", x, prec, precision=matmul_precision())
+        y = y - jnp.einsum("kd,kde->ke", mu, prec, precision=matmul_precision())
         return jnp.sum(jnp.square(y), axis=-1)
     if gmm.cov_type == "tied":
-        y = jnp.dot(x, prec, precision=HIGHEST)
-        m = jnp.dot(mu, prec, precision=HIGHEST)
+        y = jnp.dot(x, prec, precision=matmul_precision())
+        m = jnp.dot(mu, prec, precision=matmul_precision())
         return squared_distances(y, m)
     if gmm.cov_type == "diag":
         return jnp.sum(jnp.square((x[:, None, :] - mu[None]) * prec[None]), axis=-1)
@@ -107,7 +119,7 @@ def squared_distances(x: Float[Array, "n d"], m: Float[Array, "k d"]) -> Float[A
     if _expand_quadratic(x.dtype):
         sq = (
             jnp.sum(jnp.square(x), axis=-1)[:, None]
-            - 2.0 * jnp.dot(x, m.T, precision=HIGHEST)
+            - 2.0 * jnp.dot(x, m.T, precision=matmul_precision())
             + jnp.sum(jnp.square(m), axis=-1)[None, :]
         )
         return jnp.maximum(sq, 0.0)

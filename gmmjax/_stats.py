@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._likelihood import HIGHEST, _expand_quadratic, quadratic_features, unpack_symmetric
+from ._likelihood import _expand_quadratic, matmul_precision, quadratic_features, unpack_symmetric
 from ._stream import Streamed
 
 
@@ -67,7 +67,7 @@ def sufficient_statistics(
     if shift is None:
         shift = jnp.broadcast_to(jnp.mean(X, axis=0), (k, d))
     s0 = jnp.sum(resp, axis=0)
-    raw1 = jnp.dot(resp.T, X, precision=HIGHEST)  # Σ γ x, (K, D)
+    raw1 = jnp.dot(resp.T, X, precision=matmul_precision())  # Σ γ x, (K, D)
     s1 = raw1 - s0[:, None] * shift
     if _expand_quadratic(X.dtype):
         s2 = _second_moment_expanded(X, resp, s0, raw1, shift, cov_type)
@@ -80,7 +80,9 @@ def _second_moment_expanded(X, resp, s0, raw1, shift, cov_type):
     """Σ γ (x−c)(x−c)ᵀ = Σ γ xxᵀ − c (Σγx)ᵀ − (Σγx) cᵀ + s0 ccᵀ, by matrix products (float64)."""
     d = X.shape[-1]
     if cov_type == "full":
-        xx = unpack_symmetric(jnp.dot(resp.T, quadratic_features(X), precision=HIGHEST), d)
+        xx = unpack_symmetric(
+            jnp.dot(resp.T, quadratic_features(X), precision=matmul_precision()), d
+        )
         cr = jnp.einsum("kd,ke->kde", shift, raw1)
         return (
             xx
@@ -90,10 +92,12 @@ def _second_moment_expanded(X, resp, s0, raw1, shift, cov_type):
         )
     if cov_type == "tied":
         w = jnp.sum(resp, axis=1)
-        xx = unpack_symmetric(jnp.dot(w, quadratic_features(X), precision=HIGHEST), d)
-        cr = jnp.dot(shift.T, raw1, precision=HIGHEST)
-        return xx - cr - cr.T + jnp.dot((shift * s0[:, None]).T, shift, precision=HIGHEST)
-    xx = jnp.dot(resp.T, jnp.square(X), precision=HIGHEST)
+        xx = unpack_symmetric(jnp.dot(w, quadratic_features(X), precision=matmul_precision()), d)
+        cr = jnp.dot(shift.T, raw1, precision=matmul_precision())
+        return (
+            xx - cr - cr.T + jnp.dot((shift * s0[:, None]).T, shift, precision=matmul_precision())
+        )
+    xx = jnp.dot(resp.T, jnp.square(X), precision=matmul_precision())
     return xx - 2.0 * shift * raw1 + s0[:, None] * jnp.square(shift)
 
 
@@ -102,9 +106,9 @@ def _second_moment_direct(X, resp, shift, cov_type):
     diff = X[:, None, :] - shift[None]
     weighted = resp[:, :, None] * diff
     if cov_type == "full":
-        return jnp.einsum("nkd,nke->kde", weighted, diff, precision=HIGHEST)
+        return jnp.einsum("nkd,nke->kde", weighted, diff, precision=matmul_precision())
     if cov_type == "tied":
-        return jnp.einsum("nkd,nke->de", weighted, diff, precision=HIGHEST)
+        return jnp.einsum("nkd,nke->de", weighted, diff, precision=matmul_precision())
     return jnp.sum(weighted * diff, axis=0)
 
 

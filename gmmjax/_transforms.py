@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ._likelihood import matmul_precision
 from ._params import GMM
 
 
@@ -55,7 +56,7 @@ def from_unconstrained(u: Unconstrained) -> GMM:
     if u.cov_type in ("full", "tied"):
         lower = jnp.tril(u.scale, k=-1)
         chol = _set_diagonal(lower, jnp.exp(jnp.diagonal(u.scale, axis1=-2, axis2=-1)))
-        cov = jnp.matmul(chol, jnp.swapaxes(chol, -1, -2), precision=jax.lax.Precision.HIGHEST)
+        cov = jnp.matmul(chol, jnp.swapaxes(chol, -1, -2), precision=matmul_precision())
     else:
         cov = jnp.exp(u.scale)
     return GMM(weights, u.means, cov, u.cov_type)

@@ -1,0 +1,202 @@
+"""GPU benchmark: gmmjax EM per iteration vs a plain jitted EM iteration, float32, on one card.
+
+One prepared script for a session that is lent a GPU (see benchmarks/README.md). For each
+workload and restart count it times, in one process on the same card:
+
+- `reference`: the textbook full-covariance EM iteration written directly in jax.numpy (no
+  chunking, no restarts machinery, no status checks), jitted, one restart at a time, R times;
+- `gmmjax`: `fit_em` with R restarts from the same initial parameters, tol=0; the steady-state
+  time per iteration is (T(M2) − T(M1)) / (M2 − M1) for two compiled fits of M1 < M2
+  iterations, so initialisation, the final log-likelihood pass and transfers cancel out;
+  with the default chunk size and with `--big-chunk` rows per chunk.
+
+both at full float32 precision (`Precision.HIGHEST`, gmmjax's default) and with TF32 allowed
+(`jax.default_matmul_precision("tensorfloat32")`, which gmmjax honours). Peak device memory is
+read from `device.memory_stats()` where the backend reports it.
+
+Workloads: W2 N=100k D=16 K=16, W4 N=1M D=8 K=8, W5 N=1M D=32 K=32, W6 N=4M D=64 K=64 (all full).
+Target (issue 6): per iteration no slower than the reference (H200: about 5.6 ms W5 and 78 ms W6
+with TF32; 7.1 ms and 140 ms at full precision).
+
+Usage:
+    python benchmarks/gpu.py                  # everything, prints a table and writes --out
+    python benchmarks/gpu.py --smoke          # tiny sizes: checks the script runs (any device)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import gmmjax as gj
+
+WORKLOADS = {
+    "W2": (100_000, 16, 16),
+    "W4": (1_000_000, 8, 8),
+    "W5": (1_000_000, 32, 32),
+    "W6": (4_000_000, 64, 64),
+}
+SMOKE = {"S1": (4_000, 4, 3), "S2": (8_000, 6, 5)}
+
+
+def make_data(n, d, k, seed=0):
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(k, d)) * 3.0
+    labels = rng.integers(0, k, size=n)
+    return (means[labels] + rng.normal(size=(n, d))).astype(np.float32)
+
+
+@jax.jit
+def reference_step(X, weights, means, cov):
+    """One EM iteration, written the plain way: (weights, means, cov) -> next, and mean ℓ."""
+    n, d = X.shape
+    chol = jnp.linalg.cholesky(cov)  # (K, D, D)
+    diff = X[None, :, :] - means[:, None, :]  # (K, N, D)
+    y = jax.scipy.linalg.solve_triangular(chol, jnp.swapaxes(diff, 1, 2), lower=True)
+    maha = jnp.sum(y * y, axis=1)  # (K, N)
+    log_det = 2 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)), axis=1)
+    log_p = -0.5 * (d * jnp.log(2 * jnp.pi) + log_det[:, None] + maha) + jnp.log(weights)[:, None]
+    norm = jax.scipy.special.logsumexp(log_p, axis=0)
+    resp = jnp.exp(log_p - norm)  # (K, N)
+    nk = jnp.sum(resp, axis=1) + 10 * jnp.finfo(X.dtype).eps
+    new_means = resp @ X / nk[:, None]
+    centred = X[None, :, :] - new_means[:, None, :]
+    new_cov = jnp.einsum("kn,knd,kne->kde", resp, centred, centred) / nk[:, None, None]
+    new_cov = new_cov + 1e-6 * jnp.eye(d, dtype=X.dtype)
+    return nk / n, new_means, new_cov, jnp.mean(norm)
+
+
+def _median_time(fn, repeats):
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def time_reference(X, start, restarts, iters, repeats):
+    """Seconds per iteration of `restarts` sequential plain EM runs (the restarts' sum)."""
+
+    def run():
+        w, m, c = start.weights, start.means, start.covariances
+        for _ in range(iters):
+            w, m, c, ll = reference_step(X, w, m, c)
+        ll.block_until_ready()
+
+    return restarts * _median_time(run, repeats) / iters
+
+
+def time_gmmjax(X, starts, restarts, iters, repeats, chunk_size):
+    k = starts.means.shape[-2]
+
+    def fit(m):
+        res = gj.fit_em(
+            X,
+            k,
+            key=jax.random.key(0),
+            n_restarts=restarts,
+            init_params=starts,
+            max_iter=m,
+            tol=0.0,
+            chunk_size=chunk_size,
+        )
+        res.log_likelihood.block_until_ready()
+        return res
+
+    t = time.perf_counter()
+    fit(iters)
+    compile_s = time.perf_counter() - t
+    short, long = (
+        _median_time(lambda: fit(iters), repeats),
+        _median_time(lambda: fit(2 * iters), repeats),
+    )
+    return (long - short) / iters, compile_s
+
+
+def peak_device_bytes():
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats.get("peak_bytes_in_use")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workloads", default="W2,W4,W5,W6")
+    p.add_argument("--restarts", default="1,8")
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--big-chunk", type=int, default=2**16, help="rows per chunk, second setting")
+    p.add_argument("--smoke", action="store_true", help="tiny workloads, any device")
+    p.add_argument("--out", default="gpu_results.json")
+    args = p.parse_args()
+    workloads = SMOKE if args.smoke else {w: WORKLOADS[w] for w in args.workloads.split(",")}
+    if args.smoke:
+        args.iters, args.repeats = 3, 1
+    dev = jax.devices()[0]
+    print(f"# {dev.device_kind} ({dev.platform}), jax {jax.__version__}", flush=True)
+    rows = []
+    for name, (n, d, k) in workloads.items():
+        X = jnp.asarray(make_data(n, d, k))
+        for restarts in map(int, args.restarts.split(",")):
+            keys = jax.random.split(jax.random.key(1), restarts)
+            starts = gj.initialize(X[: min(n, 100_000)], k, key=keys)
+            for precision in ("highest", "tensorfloat32"):
+                ctx = (
+                    jax.default_matmul_precision("tensorfloat32")
+                    if precision == "tensorfloat32"
+                    else contextlib.nullcontext()
+                )
+                with ctx:
+                    ref = _guarded(time_reference, X, starts[0], restarts, args.iters, args.repeats)
+                    for chunk in (None, min(n, args.big_chunk)):
+                        got = _guarded(
+                            time_gmmjax, X, starts, restarts, args.iters, args.repeats, chunk
+                        )
+                        row = dict(
+                            workload=name,
+                            n=n,
+                            d=d,
+                            k=k,
+                            restarts=restarts,
+                            precision=precision,
+                            chunk=chunk or "default",
+                            reference_ms_per_iter=_ms(ref),
+                            gmmjax_ms_per_iter=_ms(got if isinstance(got, str) else got[0]),
+                            compile_s=None if isinstance(got, str) else got[1],
+                            peak_device_bytes=peak_device_bytes(),
+                        )
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
+                        _write(args.out, dev, rows)  # after every row: a crash loses nothing
+
+
+def _guarded(fn, *args):
+    """The measurement, or the error text (e.g. out of memory) so that the run goes on."""
+    try:
+        return fn(*args)
+    except Exception as err:  # noqa: BLE001 - recorded in the table, not swallowed
+        return f"error: {type(err).__name__}: {str(err)[:200]}"
+
+
+def _ms(seconds):
+    return seconds if isinstance(seconds, str) else 1e3 * seconds
+
+
+def _write(path, dev, rows):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump({"device": dev.device_kind, "jax": jax.__version__, "rows": rows}, f, indent=1)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    main()
