@@ -75,16 +75,23 @@ def main():
     p.add_argument("--k", type=int, default=16)
     p.add_argument("--iters", type=int, default=3, help="M: timed fits run M and 2M steps")
     p.add_argument("--chunk-size", type=int, default=None)
+    p.add_argument(
+        "--in-memory", action="store_true", help="the same fits from an in-memory array instead"
+    )
     args = p.parse_args()
     if not os.path.exists(args.path):
         t = time.perf_counter()
         write_data(args.path, args.n, args.d, args.k)
         print(f"wrote {args.path} in {time.perf_counter() - t:.1f} s")
     X = np.load(args.path, mmap_mode="r")
+    if args.in_memory:
+        X = np.array(X)  # read into RAM: fit_em then copies it to the device as usual
     n, d = X.shape
+    where = "in memory" if args.in_memory else "memmap"
     print(
-        f"# jax {jax.__version__}, {os.cpu_count()} cpus; X {X.shape} {X.dtype} memmap "
-        f"({X.nbytes / 2**30:.2f} GiB), K={args.k}, full, 1 restart, k-means++ on 65,536 rows"
+        f"# jax {jax.__version__}, {os.cpu_count()} cpus; X {X.shape} {X.dtype} "
+        f"({X.nbytes / 2**30:.2f} GiB) {where}, K={args.k}, full, 1 restart, "
+        "k-means++ on 65,536 rows"
     )
 
     def fit(m):

@@ -27,7 +27,7 @@ from ._sharding import (
     shard_rows,
     to_host,
 )
-from ._solver import OK, LoopResult, Status, StepOutput, iterate, select_best
+from ._solver import OK, LoopResult, Status, StepOutput, iterate, map_restarts, select_best
 from ._stats import Chunked, chunk_rows
 from ._stream import Streamed, is_host_stream, open_host_data
 from ._validate import check_data, check_fit_options, check_init_params, check_sample_weight
@@ -152,7 +152,7 @@ def _fit_em_program(
         final_ll = streamed_log_likelihood(out.params, data) / total_weight
         return out.params, final_ll, out
 
-    params, ll, out = jax.vmap(one_restart)(keys, init_params)
+    params, ll, out = map_restarts(one_restart, keys, init_params)
     return params, ll, out, select_best(ll, out.status)
 
 

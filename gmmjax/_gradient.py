@@ -19,7 +19,7 @@ from ._em import streamed_log_likelihood
 from ._fit import fit_input, make_result, trace_counts
 from ._init import init_from_data
 from ._params import GMM
-from ._solver import OK, Status, StepOutput, iterate, select_best
+from ._solver import OK, Status, StepOutput, iterate, map_restarts, select_best
 from ._stats import Chunked
 from ._stream import is_host_stream
 from ._transforms import Unconstrained, from_unconstrained, to_unconstrained
@@ -172,7 +172,7 @@ def _fit_gradient_program(
         final_ll = streamed_log_likelihood(params, data) / total_weight
         return params, final_ll, out
 
-    params, ll, out = jax.vmap(one_restart)(keys, init_params)
+    params, ll, out = map_restarts(one_restart, keys, init_params)
     return params, ll, out, select_best(ll, out.status)
 
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from ._em import streamed_log_likelihood
 from ._init import init_from_data
-from ._solver import LoopResult, Status, iterate, select_best
+from ._solver import LoopResult, Status, iterate, map_restarts, select_best
 
 
 def halving_schedule(
@@ -93,7 +93,7 @@ def _halving_program(
                 active=active,
             )
 
-        params = jax.vmap(start)(keys)
+        params = map_restarts(start, keys)
     dtype = params.means.dtype
     # Padded by the longest stage so that every write below fits without clamping.
     history = jnp.full((n_restarts, max_iter + longest), jnp.nan, dtype)
@@ -108,7 +108,7 @@ def _halving_program(
         return jax.lax.dynamic_update_slice(row, new, (start,))
 
     for i, (_, n_stage) in enumerate(stages):
-        out = jax.vmap(lambda p: iterate(step, p, None, max_iter=n_stage, tol=tol))(current)  # noqa: B023
+        out = map_restarts(lambda p: iterate(step, p, None, max_iter=n_stage, tol=tol), current)  # noqa: B023
         start = n_iter[alive]
         pad = longest - n_stage
         new_hist = jnp.pad(out.history, ((0, 0), (0, pad)), constant_values=jnp.nan)
@@ -133,7 +133,7 @@ def _halving_program(
         alive = alive[keep]
         current = jax.tree.map(lambda a: a[keep], out.params)  # noqa: B023
 
-    ll = jax.vmap(lambda p: streamed_log_likelihood(p, data))(params) / data.total_weight
+    ll = map_restarts(lambda p: streamed_log_likelihood(p, data), params) / data.total_weight
     loop = LoopResult(
         params,
         None,

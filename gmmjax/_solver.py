@@ -157,6 +157,20 @@ def iterate(
     )
 
 
+def map_restarts(fn: Callable, *batched):
+    """`jax.vmap(fn)(*batched)` over the leading restart axis; one restart runs unbatched.
+
+    XLA's CPU backend lowers products with a batch dimension of size 1 badly: the float32
+    diagonal E-step of W3 (N=100k, D=64, K=32) took 3.7 s as a vmap of one restart and 70 ms
+    unbatched. `None` entries stay None.
+    """
+    leaves = [b for b in batched if b is not None]
+    if jax.tree.leaves(leaves)[0].shape[0] != 1:
+        return jax.vmap(fn)(*batched)
+    first = [None if b is None else jax.tree.map(lambda a: a[0], b) for b in batched]
+    return jax.tree.map(lambda a: a[None], fn(*first))
+
+
 def select_best(log_likelihood: Float[Array, " r"], status: Int[Array, " r"]) -> Int[Array, ""]:
     """Index of the best restart: the highest finite log-likelihood among restarts that did not
     fail; only if every restart failed, the highest finite one among all (its status says so)."""
