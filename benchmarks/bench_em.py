@@ -111,11 +111,6 @@ def steady_per_iter(fit, iters, repeats):
     return (long - short) / iters, first - short
 
 
-def _precisions(gmm):
-    c = np.asarray(gmm.covariances, dtype=np.float64)
-    return np.linalg.inv(c) if gmm.cov_type in ("full", "tied") else 1.0 / c
-
-
 def fitters(lib, X, start, cov_type, k, restarts):
     """fit(m) running m EM iterations of `lib` from `start` (R restarts for gmmjax)."""
     w0 = np.asarray(start.weights[0], np.float64)
@@ -179,6 +174,8 @@ def fitters(lib, X, start, cov_type, k, restarts):
         return fit
     from torchgmm.bayes import GaussianMixture as TorchGMM
 
+    precision = {"precision": 64} if dtype == torch.float64 else {}
+
     def fit(m):
         TorchGMM(
             k,
@@ -192,6 +189,7 @@ def fitters(lib, X, start, cov_type, k, restarts):
                 logger=False,
                 enable_model_summary=False,
                 enable_checkpointing=False,
+                **precision,
             ),
         ).fit(Xt)
 
@@ -233,6 +231,7 @@ def bench(name, dtype, lib, restarts, iters, repeats):
         ms_per_iter=1e3 * per_iter_all,
         compile_s=compile_s,
         gflops=gflops,
+        status=",".join(sorted(fit_statuses[0])) if lib == "gmmjax" else "-",
     )
 
 
