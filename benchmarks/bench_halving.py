@@ -56,7 +56,8 @@ def case(k, separation, seed, args):
         tol=args.tol,
     )
     plain, t_plain = timed(lambda: gj.fit_em(X, k, **kw), args.repeats)
-    halved, t_halved = timed(lambda: gj.fit_em(X, k, halving_every=args.every, **kw), args.repeats)
+    halving = dict(halving_every=args.every, halving_survivors=args.survivors)
+    halved, t_halved = timed(lambda: gj.fit_em(X, k, **halving, **kw), args.repeats)
     n_iter = np.asarray(plain.n_iter)
     best_plain = float(np.max(plain.log_likelihood))
     best_halved = float(halved.log_likelihood[halved.best_index])
@@ -92,13 +93,15 @@ def main():
     p.add_argument("--restarts", type=int, default=32)
     p.add_argument("--init", default="kmeans++")
     p.add_argument("--every", type=int, default=10)
+    p.add_argument("--survivors", type=int, default=1)
     p.add_argument("--max-iter", type=int, default=500)
     p.add_argument("--tol", type=float, default=1e-6)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     print(
         f"# {platform.machine()}, {os.cpu_count()} cpus, jax {jax.__version__}; N={args.n} "
-        f"D={args.d} R={args.restarts} init={args.init} tol={args.tol} every={args.every}"
+        f"D={args.d} R={args.restarts} init={args.init} tol={args.tol} every={args.every} "
+        f"survivors={args.survivors}"
     )
     cols = (
         "k sep seed iters_min iters_median iters_max waste passes_plain passes_halved "

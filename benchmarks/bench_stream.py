@@ -90,8 +90,8 @@ def main():
     where = "in memory" if args.in_memory else "memmap"
     print(
         f"# jax {jax.__version__}, {os.cpu_count()} cpus; X {X.shape} {X.dtype} "
-        f"({X.nbytes / 2**30:.2f} GiB) {where}, K={args.k}, full, 1 restart, "
-        "k-means++ on 65,536 rows"
+        f"({X.nbytes / 2**30:.2f} GiB) {where}, K={args.k}, full, 1 restart, k-means++ on "
+        f"{'all' if args.in_memory else '65,536'} rows"
     )
 
     def fit(m):
