@@ -82,7 +82,7 @@ def _halving_program(
     else:
         source = data if init_data is None else init_data
 
-        def start(key):
+        def initial(key):
             return init_from_data(
                 source,
                 key,
@@ -93,7 +93,7 @@ def _halving_program(
                 active=active,
             )
 
-        params = map_restarts(start, keys)
+        params = map_restarts(initial, keys)
     dtype = params.means.dtype
     # Padded by the longest stage so that every write below fits without clamping.
     history = jnp.full((n_restarts, max_iter + longest), jnp.nan, dtype)
@@ -104,20 +104,24 @@ def _halving_program(
     alive = jnp.arange(n_restarts)
     current = params
 
-    def place(row, new, start):
-        return jax.lax.dynamic_update_slice(row, new, (start,))
+    def place(row, new, at):
+        return jax.lax.dynamic_update_slice(row, new, (at,))
 
     for i, (_, n_stage) in enumerate(stages):
-        out = map_restarts(lambda p: iterate(step, p, None, max_iter=n_stage, tol=tol), current)  # noqa: B023
-        start = n_iter[alive]
+
+        def run_stage(p, n_stage=n_stage):
+            return iterate(step, p, None, max_iter=n_stage, tol=tol)
+
+        out = map_restarts(run_stage, current)
+        done = n_iter[alive]  # where each survivor's record continues
         pad = longest - n_stage
         new_hist = jnp.pad(out.history, ((0, 0), (0, pad)), constant_values=jnp.nan)
         new_evals = jnp.pad(
             out.evals_history + evals[alive][:, None], ((0, 0), (0, pad)), constant_values=jnp.nan
         )
-        history = history.at[alive].set(jax.vmap(place)(history[alive], new_hist, start))
+        history = history.at[alive].set(jax.vmap(place)(history[alive], new_hist, done))
         evals_history = evals_history.at[alive].set(
-            jax.vmap(place)(evals_history[alive], new_evals, start)
+            jax.vmap(place)(evals_history[alive], new_evals, done)
         )
         n_iter = n_iter.at[alive].add(out.n_iter)
         evals = evals.at[alive].add(out.evals)

@@ -10,8 +10,8 @@ The host reader is looked up by a traced integer id, not captured in the program
 on data of the same shape reuses the compiled program.
 
 A one-shot iterator cannot be read once per EM iteration, so its chunks are first written to a
-temporary `.npy` file (checked for shape, dtype and finiteness on the way) and streamed from
-there; the file is deleted when the fit ends.
+temporary file (each chunk's shape and dtype checked on the way, finiteness afterwards) and
+streamed from there; the file is deleted when the fit ends.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from ._validate import float_dtype_for
+from ._validate import check_sample_weight, float_dtype_for
 
 # Rows read to initialise a streamed fit (k-means++ and Lloyd run on this uniform subsample).
 INIT_SAMPLE_ROWS = 2**16
@@ -105,7 +105,8 @@ class HostData(eqx.Module):
 
 @contextlib.contextmanager
 def open_host_data(X, *, sample_weight, rows_for, seed: int):
-    """Validate host data in one pass, register a reader, and yield a `HostData`.
+    """Validate host data (one read for the finite check, one for the weighted mean), register
+    a reader, and yield a `HostData`.
 
     `rows_for(n_samples)` gives the chunk size. The reader (and any spooled file) is released
     when the block ends.
@@ -162,8 +163,6 @@ def _check_host_array(X) -> np.ndarray:
 
 
 def _check_weight(sample_weight, n: int) -> np.ndarray:
-    from ._validate import check_sample_weight
-
     return np.asarray(check_sample_weight(sample_weight, n, np.float64))
 
 
