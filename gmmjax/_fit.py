@@ -105,6 +105,33 @@ def _em_step(
 _EMPTY_COMPONENT = 1e-10
 
 
+def em_parts(data, init_data, reg_covar, active, *, n_components, cov_type, init):
+    """The EM step over `data` and the initialisation of one restart from its key, shared by
+    `_fit_em_program` and successive halving. `init_data`, if not None, is what the
+    initialisation reads instead of `data`."""
+    step = functools.partial(
+        _em_step,
+        data=data,
+        total_weight=data.total_weight,
+        mean_weight=data.mean_weight,
+        reg_covar=reg_covar,
+        active=active,
+    )
+
+    def initial(key) -> GMM:
+        return init_from_data(
+            data if init_data is None else init_data,
+            key,
+            n_components=n_components,
+            cov_type=cov_type,
+            method=init,
+            reg_covar=reg_covar,
+            active=active,
+        )
+
+    return step, initial
+
+
 @functools.partial(
     jax.jit, static_argnames=("n_components", "cov_type", "init", "max_iter", "has_init")
 )
@@ -127,29 +154,21 @@ def _fit_em_program(
     `init_data`, when given, is what the initialisation reads instead of `data` (a subsample
     of host-streamed data)."""
     trace_counts["fit_em"] += 1
-    total_weight = data.total_weight
-    step = functools.partial(
-        _em_step,
-        data=data,
-        total_weight=total_weight,
-        mean_weight=data.mean_weight,
-        reg_covar=reg_covar,
-        active=active,
+    step, initial = em_parts(
+        data,
+        init_data,
+        reg_covar,
+        active,
+        n_components=n_components,
+        cov_type=cov_type,
+        init=init,
     )
 
     def one_restart(key, start):
         if not has_init:
-            start = init_from_data(
-                data if init_data is None else init_data,
-                key,
-                n_components=n_components,
-                cov_type=cov_type,
-                method=init,
-                reg_covar=reg_covar,
-                active=active,
-            )
+            start = initial(key)
         out = iterate(step, start, None, max_iter=max_iter, tol=tol)
-        final_ll = streamed_log_likelihood(out.params, data) / total_weight
+        final_ll = streamed_log_likelihood(out.params, data) / data.total_weight
         return out.params, final_ll, out
 
     params, ll, out = map_restarts(one_restart, keys, init_params)

@@ -22,7 +22,6 @@ import jax
 import jax.numpy as jnp
 
 from ._em import streamed_log_likelihood
-from ._init import init_from_data
 from ._solver import LoopResult, Status, iterate, map_restarts, select_best
 
 
@@ -62,38 +61,22 @@ def _halving_program(
     stages: tuple[tuple[int, int], ...],
 ):
     """All restarts with successive halving; returns what `_fit_em_program` returns."""
-    from ._fit import _em_step, trace_counts  # _fit imports this module
+    from ._fit import em_parts, trace_counts  # _fit imports this module
 
     trace_counts["fit_em"] += 1
     n_restarts = keys.shape[0]
     max_iter = sum(n for _, n in stages)
     longest = max(n for _, n in stages)
-    active = jnp.ones((n_components,), bool)
-    step = functools.partial(
-        _em_step,
-        data=data,
-        total_weight=data.total_weight,
-        mean_weight=data.mean_weight,
-        reg_covar=reg_covar,
-        active=active,
+    step, initial = em_parts(
+        data,
+        init_data,
+        reg_covar,
+        jnp.ones((n_components,), bool),
+        n_components=n_components,
+        cov_type=cov_type,
+        init=init,
     )
-    if has_init:
-        params = init_params
-    else:
-        source = data if init_data is None else init_data
-
-        def initial(key):
-            return init_from_data(
-                source,
-                key,
-                n_components=n_components,
-                cov_type=cov_type,
-                method=init,
-                reg_covar=reg_covar,
-                active=active,
-            )
-
-        params = map_restarts(initial, keys)
+    params = init_params if has_init else map_restarts(initial, keys)
     dtype = params.means.dtype
     # Padded by the longest stage so that every write below fits without clamping.
     history = jnp.full((n_restarts, max_iter + longest), jnp.nan, dtype)
