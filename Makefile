@@ -6,7 +6,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test test-all bench clean-venv
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer is required"; exit 1; }
@@ -20,6 +20,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+
+# Everything, the tests marked `slow` included.
+test-all: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "slow or not slow"
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_em.py

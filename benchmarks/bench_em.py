@@ -8,7 +8,7 @@ The peers run restarts one after another (scikit-learn's n_init is a loop), so t
 time is R × their one-restart time; gmmjax runs R restarts as one vmapped program and is timed
 doing exactly that, for R = 1, 8, 64. Compile time is reported apart.
 
-Workloads (the core issue's):
+Workloads:
     W1  N=10k,  D=2,  K=3,  full
     W2  N=100k, D=16, K=16, full
     W3  N=100k, D=64, K=32, diag

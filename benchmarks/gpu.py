@@ -1,6 +1,6 @@
 """GPU benchmark: gmmjax EM per iteration vs a plain jitted EM iteration, float32, on one card.
 
-One prepared script for a session that is lent a GPU (see benchmarks/README.md). For each
+One prepared script to run on a GPU machine (see benchmarks/README.md). For each
 workload and restart count it times, in one process on the same card:
 
 - `reference`: the textbook full-covariance EM iteration written directly in jax.numpy (no
@@ -15,7 +15,7 @@ both at full float32 precision (`Precision.HIGHEST`, gmmjax's default) and with 
 read from `device.memory_stats()` where the backend reports it.
 
 Workloads: W2 N=100k D=16 K=16, W4 N=1M D=8 K=8, W5 N=1M D=32 K=32, W6 N=4M D=64 K=64 (all full).
-Target (issue 6): per iteration no slower than the reference (H200: about 5.6 ms W5 and 78 ms W6
+Target: per iteration no slower than the reference (H200: about 5.6 ms W5 and 78 ms W6
 with TF32; 7.1 ms and 140 ms at full precision).
 
 Usage:

@@ -1,4 +1,4 @@
-"""Information criteria (MATH.md §6): free-parameter counts, BIC, AIC, ICL."""
+"""Information criteria (docs/math.md §6): free-parameter counts, BIC, AIC, ICL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""E-step, M-step, Q-function and one EM step (MATH.md §3).
+"""E-step, M-step, Q-function and one EM step (docs/math.md §3).
 
 E-step:  γ_ik = π_k N(x_i | μ_k, Σ_k) / Σ_j π_j N(x_i | μ_j, Σ_j)        (log space)
 M-step:  π_k = N_k / N,  μ_k = Σ_i γ_ik x_i / N_k,
@@ -15,6 +15,7 @@ from jaxtyping import Array, Float
 
 from ._likelihood import component_log_prob, log_likelihood
 from ._params import GMM
+from ._prior import Prior
 from ._stats import (
     Chunked,
     SufficientStatistics,
@@ -37,13 +38,29 @@ def m_step_from_statistics(
     cov_type: str,
     reg_covar: float | Array,
     active: Array | None = None,
+    prior: Prior | None = None,
 ) -> GMM:
-    """The closed-form maximiser of Q given the sufficient statistics.
+    """The closed-form maximiser of Q (plus log p(θ) when a `prior` is given: the MAP M-step,
+    docs/math.md §3) from the sufficient statistics.
 
-    N_k gets 10·eps added, as in scikit-learn, so that an empty component keeps a finite mean
-    (its shift) and a covariance of reg_covar·I instead of 0/0. Components masked out by
-    `active` (K,) get weight exactly 0 (log π = −∞, so they never take responsibility).
+    With n_k = s0_k, x̄_k = c_k + s1_k/n_k, scatter W_k = s2_k − s1_k s1_kᵀ/n_k and, with a prior,
+    B_k = κ n_k/(κ + n_k) (x̄_k − m)(x̄_k − m)ᵀ and b = [κ > 0]:
+
+        π_k = (n_k + α − 1) / Σ_j (n_j + α − 1)
+        μ_k = (n_k x̄_k + κ m) / (n_k + κ)
+        full       Σ_k  = (Λ + W_k + B_k) / (ν + n_k + D + 1 + b)
+        tied       Σ    = (Λ + Σ_k (W_k + B_k)) / (ν + N + D + 1 + b·K)
+        diag       σ²_kj = (ς²_j + W_kjj + B_kjj) / (ν + n_k + 2 + b)
+        spherical  σ²_k  = (ς² + tr W_k + tr B_k) / (ν + (n_k + b) D + 2)
+
+    and `reg_covar`·I added to every covariance after that (scikit-learn's regulariser; with no
+    prior and reg_covar = 0 this is the maximum-likelihood M-step). N_k gets 10·eps added, as in
+    scikit-learn, so that an empty component keeps a finite mean (its shift) and a covariance
+    of reg_covar·I instead of 0/0. Components masked out by `active` (K,) get weight exactly 0
+    (log π = −∞, so they never take responsibility).
     """
+    if prior is not None:
+        return _map_m_step(stats, cov_type, reg_covar, active, prior)
     dtype = stats.s1.dtype
     nk = stats.s0 + 10 * jnp.finfo(dtype).eps
     if active is not None:
@@ -68,6 +85,52 @@ def m_step_from_statistics(
     return GMM(weights, means, cov, cov_type)
 
 
+def _map_m_step(stats, cov_type, reg_covar, active, prior: Prior) -> GMM:
+    """The MAP M-step of `m_step_from_statistics`'s docstring."""
+    dtype = stats.s1.dtype
+    k, d = stats.s1.shape
+    if active is None:
+        active = jnp.ones((k,), bool)
+    nk = jnp.where(active, stats.s0 + 10 * jnp.finfo(dtype).eps, 0.0)
+    alpha, kappa, nu = prior.concentration, prior.shrinkage, prior.dof
+    counts = jnp.where(active, nk + alpha - 1, 0.0)
+    weights = counts / jnp.sum(counts)
+    safe_nk = jnp.where(nk > 0, nk, 1.0)
+    delta = stats.s1 / safe_nk[:, None]  # x̄_k − c_k
+    gap = stats.shift + delta - prior.mean  # x̄_k − m
+    # κ / (n_k + κ): 0 without a mean prior, 1 for a masked component (its mean is m).
+    shrink = jnp.where(nk + kappa > 0, kappa / jnp.where(nk + kappa > 0, nk + kappa, 1.0), 0.0)
+    means = stats.shift + delta - shrink[:, None] * gap
+    has_mean_prior = (kappa > 0).astype(dtype)
+    # κ n_k / (κ + n_k): the weight of the prior-mean discrepancy in the covariance.
+    pull = nk * shrink
+    eye = jnp.eye(d, dtype=dtype)
+    if cov_type in ("full", "tied"):
+        outer = jnp.einsum("kd,ke->kde", gap, gap)
+        if cov_type == "full":
+            W = stats.s2 - nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
+            cov = (prior.scale + W + pull[:, None, None] * outer) / (
+                nu + nk + d + 1 + has_mean_prior
+            )[:, None, None]
+        else:
+            W = stats.s2 - jnp.einsum("k,kd,ke->de", nk, delta, delta)
+            n_active = jnp.sum(active).astype(dtype)
+            cov = (prior.scale + W + jnp.einsum("k,kde->de", pull, outer)) / (
+                nu + jnp.sum(nk) + d + 1 + has_mean_prior * n_active
+            )
+        cov = cov + reg_covar * eye
+        cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+    else:
+        W = stats.s2 - nk[:, None] * jnp.square(delta)  # diagonals of the scatter, (K, D)
+        B = pull[:, None] * jnp.square(gap)
+        if cov_type == "diag":
+            cov = (prior.scale + W + B) / (nu + nk + 2 + has_mean_prior)[:, None]
+        else:
+            cov = (prior.scale + jnp.sum(W + B, axis=-1)) / (nu + (nk + has_mean_prior) * d + 2)
+        cov = cov + reg_covar
+    return GMM(weights, means, cov, cov_type)
+
+
 def m_step(
     X: Float[Array, "n d"],
     resp: Float[Array, "n k"],
@@ -75,10 +138,12 @@ def m_step(
     cov_type: str,
     reg_covar: float | Array = 1e-6,
     sample_weight: Float[Array, " n"] | None = None,
+    prior: Prior | None = None,
 ) -> GMM:
-    """argmax_θ Q(θ, θ^t) for responsibilities `resp` (N, K); weights w_i multiply γ_ik."""
+    """argmax_θ Q(θ, θ^t) (+ log p(θ) with a `prior`) for responsibilities `resp` (N, K);
+    weights w_i multiply γ_ik."""
     stats = sufficient_statistics(X, resp, cov_type=cov_type, sample_weight=sample_weight)
-    return m_step_from_statistics(stats, cov_type=cov_type, reg_covar=reg_covar)
+    return m_step_from_statistics(stats, cov_type=cov_type, reg_covar=reg_covar, prior=prior)
 
 
 def q_function(gmm: GMM, X: Float[Array, "n d"], resp: Float[Array, "n k"]) -> Float[Array, ""]:
@@ -91,12 +156,18 @@ def q_function(gmm: GMM, X: Float[Array, "n d"], resp: Float[Array, "n k"]) -> F
 
 
 def em_step(
-    gmm: GMM, X: Float[Array, "n d"], *, reg_covar: float | Array = 1e-6
+    gmm: GMM,
+    X: Float[Array, "n d"],
+    *,
+    reg_covar: float | Array = 1e-6,
+    prior: Prior | None = None,
 ) -> tuple[GMM, Float[Array, ""]]:
-    """One EM iteration: (θ^{t+1}, ℓ(θ^t)/N). Unchunked; `fit_em` streams rows instead."""
+    """One EM iteration: (θ^{t+1}, ℓ(θ^t)/N), MAP-EM with a `prior`. Unchunked; `fit` streams
+    rows instead."""
     resp, mean_ll = e_step(gmm, X)
     stats = sufficient_statistics(X, resp, cov_type=gmm.cov_type, shift=gmm.means)
-    return m_step_from_statistics(stats, cov_type=gmm.cov_type, reg_covar=reg_covar), mean_ll
+    new = m_step_from_statistics(stats, cov_type=gmm.cov_type, reg_covar=reg_covar, prior=prior)
+    return new, mean_ll
 
 
 def streamed_e_statistics(gmm: GMM, data: Chunked) -> tuple[SufficientStatistics, Array]:

@@ -60,6 +60,11 @@ class GaussianMixture:
     scikit-learn), lower_bounds_, n_features_in_; and, beyond scikit-learn, `restarts_` (the
     `FitResult` of all restarts: histories, statuses, parameters) and `status_`.
     Results are NumPy arrays, in float64 when `jax_enable_x64` is on.
+
+    Beyond scikit-learn's parameters, `prior` (None, "mclust" or a `gmmjax.Prior`) makes the
+    fit MAP-EM on the penalised objective (docs/math.md); `reg_covar` keeps its scikit-learn
+    meaning and default and is added on top, so pass reg_covar=0 for the exact MAP fit. With
+    a prior, `lower_bound_` and `lower_bounds_` are values of that objective.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class GaussianMixture:
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        prior=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -94,6 +100,7 @@ class GaussianMixture:
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.prior = prior
 
     # -- scikit-learn's parameter protocol -------------------------------------------------
 
@@ -147,6 +154,7 @@ class GaussianMixture:
             max_iter=self.max_iter,
             tol=self.tol,
             reg_covar=self.reg_covar,
+            prior=self.prior,
             sample_weight=sample_weight,
             init_params=start,
         )
@@ -185,6 +193,7 @@ class GaussianMixture:
             cov_type=self.covariance_type,
             method=_INIT_NAMES[self.init_params],
             reg_covar=self.reg_covar,
+            prior=self.prior,
         )
         r = self.n_init
         weights, means, covs = gmm.weights, gmm.means, gmm.covariances

@@ -1,178 +1,219 @@
-"""`fit_em`: many EM restarts as one compiled program, and the `FitResult` every fit returns."""
+"""`fit`: the one entry point every method runs through; `fit_em` and `fit_gradient` are its
+named forms."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import warnings
-from collections import Counter
+import time
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import PRNGKeyArray
 
-from ._em import m_step_from_statistics, streamed_e_statistics, streamed_log_likelihood
-from ._halving import _halving_program, halving_schedule
-from ._init import init_from_data
+from ._config import FitConfig
+from ._em_method import EM
+from ._gradient import Gradient
+from ._method import Method, Problem
 from ._params import GMM
-from ._sharding import (
-    as_auto,
-    check_mesh,
-    global_sum,
-    place_restarts,
-    replicate,
-    rows_per_chunk,
-    shard_rows,
-    to_host,
-)
-from ._solver import OK, LoopResult, Status, StepOutput, iterate, map_restarts, select_best
-from ._stats import Chunked, chunk_rows
-from ._stream import Streamed, is_host_stream, open_host_data
-from ._validate import check_data, check_fit_options, check_init_params, check_sample_weight
+from ._prepare import PreparedFit, fit_input
+from ._program import fit_program
+from ._result import FitResult, make_result
+from ._stream import is_host_stream
 
-# Incremented each time a fitting program is traced; the compile-count tests read it.
-trace_counts: Counter[str] = Counter()
-
-# Rows per chunk x restarts x components: the (chunk, K) responsibilities of all restarts
-# together stay cache-sized. Measured on W2 and W4 (benchmarks/README.md): 2^17-2^18 is best.
-_CHUNK_ELEMENTS = 2**18
+METHOD_NAMES = ("em", "lbfgs", "adam", "sgd")
 
 
-def default_chunk_size(n_samples: int, n_restarts: int, n_components: int) -> int:
-    """Rows per chunk when `chunk_size` is None: 2^18 / (R·K) rounded down to a power of two,
-    at least 256 and at most N."""
-    rows = max(256, _CHUNK_ELEMENTS // (n_restarts * n_components))
-    return min(n_samples, 1 << (rows.bit_length() - 1))
-
-
-class FitResult(eqx.Module):
-    """What `fit_em` and `fit_gradient` return. R is the number of restarts.
-
-    Attributes:
-        best: the GMM of the best restart (highest finite final log-likelihood among restarts
-            that did not fail).
-        params: GMM with a leading restart axis (R, ...).
-        log_likelihood: (R,) mean per-sample log-likelihood of the returned parameters.
-        history: (R, max_iter); history[r, t] is the mean log-likelihood of θ_t, the
-            parameters after t steps; NaN after the last step.
-        n_iter: (R,) number of completed steps.
-        status: (R,) `Status` codes.
-        best_index: index of `best` in the restart axis.
-        evals: (R, max_iter); evals[r, t] is the work spent when history[r, t] became known,
-            in evaluations of the log-likelihood over the data (with its gradient where one is
-            taken), line-search evaluations included: the measure for comparing methods.
-            EM: t + 1 (one fused E/M pass per step); a minibatch gradient counts batch_size / N.
-        n_evals: (R,) total work of each restart in the same unit.
-    """
-
-    best: GMM
-    params: GMM
-    log_likelihood: Float[Array, " r"]
-    history: Float[Array, "r max_iter"]
-    n_iter: Int[Array, " r"]
-    status: Int[Array, " r"]
-    best_index: Int[Array, ""]
-    evals: Float[Array, "r max_iter"]
-    n_evals: Float[Array, " r"]
-
-    @property
-    def converged(self) -> Array:
-        """(R,) True where the tol test stopped the restart."""
-        return self.status == Status.CONVERGED
-
-
-def _em_step(
-    gmm: GMM, aux, *, data: Chunked, total_weight, mean_weight, reg_covar, active
-) -> StepOutput:
-    stats, ll = streamed_e_statistics(gmm, data)
-    new = m_step_from_statistics(stats, cov_type=gmm.cov_type, reg_covar=reg_covar, active=active)
-
-    def finite(t):
-        return jnp.all(jnp.isfinite(t))
-
-    moments_ok = finite(new.weights) & finite(new.means) & finite(new.covariances)
-    # Positive definiteness is read off the Cholesky factor: NaN when it failed.
-    empty = active & (stats.s0 < _EMPTY_COMPONENT * mean_weight)
-    collapsed = ~finite(new.precisions_cholesky) | jnp.any(empty)
-    failure = jnp.where(moments_ok, jnp.where(collapsed, Status.DEGENERATE, OK), Status.NON_FINITE)
-    return StepOutput(new, aux, ll / total_weight, failure)
-
-
-# A component whose responsibilities sum to less than this many (average-weight) samples is
-# numerically empty.
-_EMPTY_COMPONENT = 1e-10
-
-
-def em_parts(data, init_data, reg_covar, active, *, n_components, cov_type, init):
-    """The EM step over `data` and the initialisation of one restart from its key, shared by
-    `_fit_em_program` and successive halving. `init_data`, if not None, is what the
-    initialisation reads instead of `data`."""
-    step = functools.partial(
-        _em_step,
-        data=data,
-        total_weight=data.total_weight,
-        mean_weight=data.mean_weight,
-        reg_covar=reg_covar,
-        active=active,
-    )
-
-    def initial(key) -> GMM:
-        return init_from_data(
-            data if init_data is None else init_data,
-            key,
-            n_components=n_components,
-            cov_type=cov_type,
-            method=init,
-            reg_covar=reg_covar,
-            active=active,
+def resolve_method(method, batch_size: int | None = None) -> Method:
+    """`method=` as `fit` takes it: a name, an optax transformation, or a method object."""
+    if isinstance(method, (EM, Gradient)):
+        if batch_size is not None:
+            raise ValueError("pass batch_size inside the method object, not next to it.")
+        return method
+    if isinstance(method, str) and method == "em":
+        if batch_size is not None:
+            raise ValueError('batch_size is for the gradient methods, not method="em".')
+        return EM()
+    if isinstance(method, str) and method not in METHOD_NAMES:
+        raise ValueError(
+            f"method must be one of {METHOD_NAMES}, an optax.GradientTransformation or a "
+            f"method object, got {method!r}."
         )
+    return Gradient(method, batch_size)
 
-    return step, initial
 
-
-@functools.partial(
-    jax.jit, static_argnames=("n_components", "cov_type", "init", "max_iter", "has_init")
-)
-def _fit_em_program(
-    data: Chunked,
-    keys: PRNGKeyArray,
-    init_params: GMM | None,
-    tol: Array,
-    reg_covar: Array,
-    active: Array,
-    init_data: Chunked | None = None,
-    *,
+def fit(
+    X,
     n_components: int,
-    cov_type: str,
-    init: str,
-    max_iter: int,
-    has_init: bool,
-):
-    """All restarts of one EM fit. `active` (K,) bool masks padded components (see `select`);
-    `init_data`, when given, is what the initialisation reads instead of `data` (a subsample
-    of host-streamed data)."""
-    trace_counts["fit_em"] += 1
-    step, initial = em_parts(
-        data,
-        init_data,
-        reg_covar,
-        active,
-        n_components=n_components,
-        cov_type=cov_type,
-        init=init,
+    *,
+    key: PRNGKeyArray,
+    method="em",
+    cov_type: str = "full",
+    n_restarts: int = 1,
+    init: str = "kmeans++",
+    max_iter: int | None = None,
+    tol: float | None = None,
+    reg_covar: float | None = None,
+    prior=None,
+    sample_weight=None,
+    init_params: GMM | None = None,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+    halving_every: int | None = None,
+    halving_survivors: int = 1,
+    learning_rate: float | None = None,
+    grad_tol: float | None = None,
+    batch_size: int | None = None,
+) -> FitResult:
+    """Fit a Gaussian mixture from `n_restarts` starts with one method, all in one program.
+
+    Every method maximises the same objective (docs/math.md §2): the mean per-sample
+    log-likelihood plus log p(θ)/N when a `prior` is given. Each restart is one resumable
+    solver loop (`_solver.py`); restarts are a `vmap` over `jax.random.split(key)`. Rows
+    stream through the objective in chunks of `chunk_size`, so memory grows with the chunk,
+    not with N. Data are centred on their (weighted) mean before fitting and the means shifted
+    back afterwards, which keeps float32 accurate on offset data. Only shapes and the static
+    options (K, cov_type, init, max_iter, the method, halving's schedule) are compiled in:
+    new data values, `tol`, `reg_covar`, the prior's values, learning rates or keys reuse
+    the compiled program.
+
+    Args:
+        X: (N, D) data; integer data are cast to the default float dtype, float32 stays float32.
+            A `numpy.memmap` or an iterator of (n_i, D) chunks is not copied to the device:
+            each step streams it through the objective chunk by chunk inside the compiled
+            program (device memory bounded by one chunk); the initialisation then runs on a
+            uniform subsample of 65,536 rows, and an iterator is first spooled to a temporary
+            file. See `_stream.py`.
+        n_components: K.
+        key: PRNG key; restart r uses `jax.random.split(key, n_restarts)[r]`, so every method
+            with the same key and `init` starts from the same parameters.
+        method: "em"; "lbfgs" (optax's L-BFGS with its zoom line search), "adam", "sgd"
+            (momentum 0.9) or any `optax.GradientTransformation`, on the unconstrained
+            coordinates; or a method object (`gmmjax.EM()`, `gmmjax.Gradient(...)`).
+        cov_type: "full", "diag", "spherical" or "tied".
+        n_restarts: R.
+        init: "kmeans++", "random_from_data" or "random"; ignored with `init_params`.
+        max_iter: maximum steps per restart (default 100 for EM, 500 for gradient methods).
+        tol: stop when the change in the objective is below `tol` (scikit-learn's criterion;
+            gradient methods also need the gradient norm below `grad_tol`); 0 runs exactly
+            `max_iter` steps. Default 1e-3 for EM, 1e-6 for gradient methods.
+        reg_covar: ε added to every covariance diagonal by EM's M-step and the
+            initialisation's (scikit-learn's regulariser). It is not part of any objective:
+            EM with reg_covar > 0 is not the EM of a fixed function, so gradient methods and
+            EM agree only with reg_covar = 0. Default: 1e-6 without a prior (scikit-learn's
+            EM), 0 with a prior (the prior keeps covariances regular).
+        prior: None, "mclust" (`Prior.mclust(X, K, cov_type)`, R mclust's default), or a
+            `gmmjax.Prior`. EM's M-step becomes the MAP M-step and every method maximises the
+            same penalised objective.
+        sample_weight: optional (N,) non-negative weights.
+        init_params: a GMM shared by all restarts, or one with a leading (R,) axis.
+        chunk_size: rows per chunk (default: 2^18 / (R·K) as a power of two, at least 256).
+            For streamed data, the rows of each host-to-device transfer.
+        mesh: a `jax.sharding.Mesh` with a "data" axis (and optionally a "restarts" axis) to
+            split the rows (and restarts) over its devices; sums over rows become all-reduces,
+            so the result equals the one-device fit up to summation order. With several
+            processes (`jax.distributed.initialize`), every process calls `fit` with its own
+            rows and gets the same result. See `_sharding.py`.
+        halving_every: successive halving over restarts: every `halving_every` iterations
+            keep the better half (by objective) until `halving_survivors` remain, which run on
+            to `max_iter` or convergence; restarts cut while running get `Status.PRUNED`.
+            Survivors' histories equal the plain loop's. See `_halving.py`.
+        halving_survivors: see `halving_every`.
+        learning_rate: for "adam"/"sgd" (default 0.05); traced, changing it does not recompile.
+        grad_tol: gradient methods' gradient-norm condition (default 1e-4).
+        batch_size: minibatch rows for stochastic gradient methods (in-memory data, one
+            process); the history still records full-data values.
+
+    Returns:
+        FitResult.
+
+    Raises:
+        ValueError: for invalid input, before anything is traced.
+    """
+    return _fit(**locals())
+
+
+def _fit(X, n_components, *, key, method, timing=None, **options) -> FitResult:
+    """`fit`; with a `timing` dict, compiled ahead of time and timed (compile, run seconds)."""
+    batch_size = options.pop("batch_size")
+    method = resolve_method(method, batch_size)
+    if isinstance(method, Gradient) and method.batch_size is not None:
+        if is_host_stream(X):
+            raise ValueError(
+                "batch_size needs in-memory data; pass an array, not a memmap/iterator."
+            )
+        if options["mesh"] is not None and jax.process_count() > 1:
+            # Minibatch rows are drawn by index below N, which assumes the padding comes last.
+            raise ValueError("batch_size is not supported with several processes.")
+    hyper = method.hyper(
+        {"learning_rate": options.pop("learning_rate"), "grad_tol": options.pop("grad_tol")}
     )
+    prior = options.pop("prior")
+    reg_covar = options.pop("reg_covar")
+    if reg_covar is None:
+        reg_covar = 0.0 if prior is not None else 1e-6
+    max_iter = options.pop("max_iter")
+    tol = options.pop("tol")
+    config = FitConfig(
+        n_components=n_components,
+        cov_type=options.pop("cov_type"),
+        n_restarts=options.pop("n_restarts"),
+        init=options.pop("init"),
+        max_iter=method.default_max_iter if max_iter is None else max_iter,
+        tol=method.default_tol if tol is None else tol,
+        reg_covar=reg_covar,
+        chunk_size=options.pop("chunk_size"),
+        halving_every=options.pop("halving_every"),
+        halving_survivors=options.pop("halving_survivors"),
+    )
+    with fit_input(X, config, key=key, prior=prior, **options) as prep:
+        return run_prepared(prep, config, method, hyper, timing=timing)
 
-    def one_restart(key, start):
-        if not has_init:
-            start = initial(key)
-        out = iterate(step, start, None, max_iter=max_iter, tol=tol)
-        final_ll = streamed_log_likelihood(out.params, data) / data.total_weight
-        return out.params, final_ll, out
 
-    params, ll, out = map_restarts(one_restart, keys, init_params)
-    return params, ll, out, select_best(ll, out.status)
+def run_prepared(
+    prep: PreparedFit,
+    config: FitConfig,
+    method: Method,
+    hyper: dict,
+    *,
+    active=None,
+    timing: dict | None = None,
+) -> FitResult:
+    """Run the fitting program on prepared input (`active` (K,) masks components, see
+    `select`). With a `timing` dict the program is compiled ahead of time and the dict gets
+    "compile_seconds", "seconds" (the run alone) and "compiled" (the executable)."""
+    if active is None:
+        active = jnp.ones((config.n_components,), bool)
+    problem = Problem(
+        prep.data,
+        prep.prior,
+        prep.scalar(active),
+        prep.scalar(config.reg_covar),
+        prep.count(prep.n_samples),
+    )
+    tol = prep.scalar(config.tol)
+    args = (problem, prep.keys, prep.init_params, tol, prep.traced(hyper), prep.init_data)
+    static = dict(
+        method=method,
+        n_components=config.n_components,
+        cov_type=config.cov_type,
+        # Unused with init_params: no recompile on it.
+        init=None if prep.init_params is not None else config.init,
+        max_iter=config.max_iter,
+        has_init=prep.init_params is not None,
+        stages=config.stages,
+    )
+    if timing is None:
+        out = prep.run(fit_program, *args, **static)
+    else:
+        t0 = time.perf_counter()
+        compiled = fit_program.lower(*args, **static).compile()
+        timing["compile_seconds"] = time.perf_counter() - t0
+        timing["compiled"] = compiled
+        t0 = time.perf_counter()
+        out = prep.run(lambda *a: jax.block_until_ready(compiled(*a)), *args)
+        timing["seconds"] = time.perf_counter() - t0
+    params, value, ll, state, best = out
+    return make_result(prep.uncentre(params), value, ll, state, best)
 
 
 def fit_em(
@@ -185,7 +226,8 @@ def fit_em(
     init: str = "kmeans++",
     max_iter: int = 100,
     tol: float = 1e-3,
-    reg_covar: float = 1e-6,
+    reg_covar: float | None = None,
+    prior=None,
     sample_weight=None,
     init_params: GMM | None = None,
     chunk_size: int | None = None,
@@ -193,291 +235,84 @@ def fit_em(
     halving_every: int | None = None,
     halving_survivors: int = 1,
 ) -> FitResult:
-    """Fit a Gaussian mixture by EM from `n_restarts` initialisations, all in one program.
+    """`fit(..., method="em")`: expectation-maximisation (MAP-EM with a `prior`).
 
-    Each restart is one `lax.while_loop`; restarts are a `vmap` over `jax.random.split(key)`.
-    Rows stream through the E-step and the sufficient statistics in chunks of `chunk_size`, so
-    memory grows with the chunk, not with N. Data are centred on their (weighted) mean before
-    fitting and the means shifted back afterwards, which keeps float32 accurate on offset data.
-    Only shapes and `n_components`, `cov_type`, `init`, `max_iter` are compiled in: new data
-    values, `tol`, `reg_covar` or keys reuse the compiled program.
-
-    Args:
-        X: (N, D) data; integer data are cast to the default float dtype, float32 stays float32.
-            A `numpy.memmap` or an iterator of (n_i, D) chunks is not copied to the device:
-            each EM iteration streams it through the statistics chunk by chunk inside the
-            compiled program (exact EM, device memory bounded by one chunk); the
-            initialisation then runs on a uniform subsample of 65,536 rows, and an iterator
-            is first spooled to a temporary file. See `_stream.py`.
-        n_components: K.
-        key: PRNG key; restart r uses `jax.random.split(key, n_restarts)[r]`.
-        cov_type: "full", "diag", "spherical" or "tied".
-        n_restarts: R.
-        init: "kmeans++", "random_from_data" or "random"; ignored with `init_params`.
-        max_iter: maximum EM steps per restart.
-        tol: stop when the change in mean per-sample log-likelihood is below `tol`
-            (scikit-learn's criterion); 0 runs exactly `max_iter` steps.
-        reg_covar: ε added to the covariance diagonals.
-        sample_weight: optional (N,) non-negative weights.
-        init_params: a GMM shared by all restarts, or one with a leading (R,) axis.
-        chunk_size: rows per chunk (default: 2^18 / (R·K) as a power of two, at least 256).
-            For streamed data, the rows of each host-to-device transfer.
-        mesh: a `jax.sharding.Mesh` with a "data" axis (and optionally a "restarts" axis) to
-            split the rows (and restarts) over its devices; the statistics are summed across
-            devices, so the result equals the one-device fit up to summation order. With
-            several processes (`jax.distributed.initialize`), every process calls `fit_em`
-            with its own rows and gets the same result. See `_sharding.py`.
-        halving_every: successive halving over restarts: every `halving_every` iterations
-            keep the better half (by log-likelihood) until `halving_survivors` remain, which
-            run on to `max_iter` or convergence; pruned restarts get `Status.PRUNED`. Saves
-            the iterations a vmapped loop spends waiting for its slowest restart, at the risk
-            of pruning a slow climber. See `_halving.py`.
-        halving_survivors: see `halving_every`.
-
-    Returns:
-        FitResult.
-
-    Raises:
-        ValueError: for invalid input, before anything is traced.
+    With the defaults (no prior, reg_covar = 1e-6) this is scikit-learn's EM step for step.
+    See `fit` for every argument.
     """
-    with fit_input(
+    return fit(
         X,
         n_components,
         key=key,
+        method="em",
         cov_type=cov_type,
         n_restarts=n_restarts,
         init=init,
         max_iter=max_iter,
         tol=tol,
         reg_covar=reg_covar,
+        prior=prior,
         sample_weight=sample_weight,
         init_params=init_params,
         chunk_size=chunk_size,
         mesh=mesh,
-    ) as prep:
-        if halving_every is not None:
-            _check_halving(halving_every, halving_survivors, n_restarts)
-            params, ll, out, best = prep.run(
-                _halving_program,
-                prep.data,
-                prep.keys,
-                prep.init_params,
-                prep.scalar(tol),
-                prep.scalar(reg_covar),
-                prep.init_data,
-                n_components=n_components,
-                cov_type=cov_type,
-                init=None if init_params is not None else init,
-                has_init=init_params is not None,
-                stages=halving_schedule(n_restarts, halving_every, halving_survivors, max_iter),
-            )
-            return make_result(prep.uncentre(params), ll, out, best)
-        params, ll, out, best = prep.run(
-            _fit_em_program,
-            prep.data,
-            prep.keys,
-            prep.init_params,
-            prep.scalar(tol),
-            prep.scalar(reg_covar),
-            prep.scalar(jnp.ones((n_components,), bool)),
-            prep.init_data,
-            n_components=n_components,
-            cov_type=cov_type,
-            init=None if init_params is not None else init,  # unused then: no recompile on it
-            max_iter=max_iter,
-            has_init=init_params is not None,
-        )
-    return make_result(prep.uncentre(params), ll, out, best)
+        halving_every=halving_every,
+        halving_survivors=halving_survivors,
+    )
 
 
-def _check_halving(every, survivors, n_restarts):
-    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-        raise ValueError(f"halving_every must be a positive integer or None, got {every!r}.")
-    if not isinstance(survivors, int) or not 1 <= survivors <= n_restarts:
-        raise ValueError(
-            f"halving_survivors must be an integer in [1, n_restarts={n_restarts}], "
-            f"got {survivors!r}."
-        )
-
-
-class PreparedFit(eqx.Module):
-    """Validated, centred and chunked input shared by `fit_em` and `fit_gradient`."""
-
-    data: Chunked | Streamed
-    keys: PRNGKeyArray
-    init_params: GMM | None  # centred, with a leading restart axis
-    offset: Float[Array, " d"]
-    n_samples: int = eqx.field(static=True)  # rows of all processes, before padding
-    mesh: Mesh | None = eqx.field(static=True, default=None)
-    init_data: Chunked | None = None  # what the initialisation reads, if not `data`
-
-    @property
-    def dtype(self):
-        return self.offset.dtype
-
-    def scalar(self, value) -> Array:
-        """A traced option (tol, reg_covar, learning rate; a mask) in the data's dtype,
-        replicated over the mesh if there is one."""
-        value = jnp.asarray(value)
-        if value.dtype != bool:
-            value = value.astype(self.dtype)
-        return value if self.mesh is None else replicate(value, self.mesh)
-
-    def run(self, program, *args, **static):
-        """Call a fitting program; with a mesh, bring the outputs back to every process."""
-        out = program(*args, **static)
-        if isinstance(self.data, Streamed):
-            # Dispatch is asynchronous: the host reader must outlive the last chunk read.
-            out = jax.block_until_ready(out)
-        return out if self.mesh is None else to_host(out)
-
-    def uncentre(self, params: GMM) -> GMM:
-        return eqx.tree_at(lambda g: g.means, params, params.means + self.offset)
-
-
-def prepare_fit(
+def fit_gradient(
     X,
-    n_components,
+    n_components: int,
     *,
-    key,
-    cov_type,
-    n_restarts,
-    init,
-    max_iter,
-    tol,
-    reg_covar,
-    sample_weight,
-    init_params,
-    chunk_size,
-    mesh=None,
-) -> PreparedFit:
-    """Validate everything (ValueError before tracing), centre X on its weighted mean, split
-    its rows into chunks, split the key per restart and centre / batch `init_params`; with a
-    mesh, place all of it on the mesh's devices."""
-    X = check_data(X)
-    n_local, d = X.shape
-    n = n_local if mesh is None else int(global_sum(n_local))
-    check_fit_options(
-        n_samples=n,
-        n_components=n_components,
+    key: PRNGKeyArray,
+    optimizer="lbfgs",
+    learning_rate: float | None = None,
+    cov_type: str = "full",
+    n_restarts: int = 1,
+    init: str = "kmeans++",
+    max_iter: int = 500,
+    tol: float = 1e-6,
+    grad_tol: float = 1e-4,
+    init_params: GMM | None = None,
+    batch_size: int | None = None,
+    sample_weight=None,
+    reg_covar: float | None = None,
+    prior=None,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+    halving_every: int | None = None,
+    halving_survivors: int = 1,
+) -> FitResult:
+    """`fit(..., method=optimizer)`: maximise the objective with an optax optimiser.
+
+    Same starts (same key and `init` give `fit_em`'s initial parameters), the same objective,
+    the same solver and the same `FitResult` as `fit_em`; `history[r, t]` is the full-data
+    objective of the t-th iterate, so curves compare with EM's step for step. `reg_covar` only
+    enters through the initialisation's M-step. See `fit` for every argument.
+    """
+    from ._gradient import check_optimizer
+
+    check_optimizer(optimizer)
+    return fit(
+        X,
+        n_components,
+        key=key,
+        method=optimizer,
         cov_type=cov_type,
-        init=init,
         n_restarts=n_restarts,
+        init=init,
         max_iter=max_iter,
         tol=tol,
         reg_covar=reg_covar,
+        prior=prior,
+        sample_weight=sample_weight,
+        init_params=init_params,
         chunk_size=chunk_size,
-    )
-    if mesh is not None:
-        check_mesh(mesh, n_restarts)
-        mesh = as_auto(mesh)
-    weight = check_sample_weight(sample_weight, n_local, X.dtype)
-    if init_params is not None:
-        check_init_params(
-            init_params,
-            n_components=n_components,
-            n_features=d,
-            cov_type=cov_type,
-            n_restarts=n_restarts,
-        )
-    offset = jnp.sum(X * weight[:, None], axis=0)
-    if mesh is None:
-        offset = offset / jnp.sum(weight)
-    else:
-        offset = jnp.asarray(global_sum(offset) / global_sum(jnp.sum(weight)), X.dtype)
-    rows = min(n, chunk_size or default_chunk_size(n, n_restarts, n_components))
-    if mesh is None:
-        data = chunk_rows(X - offset, weight, rows)
-    else:
-        data = shard_rows(X - offset, weight, rows_per_chunk(rows, mesh), mesh)
-    start = _centred_start(init_params, offset, n_restarts)
-    keys = jax.random.split(key, n_restarts)
-    if mesh is not None:
-        keys, start = place_restarts((keys, start), mesh)
-    return PreparedFit(data, keys, start, offset, n, mesh)
-
-
-def _centred_start(init_params: GMM | None, offset, n_restarts: int) -> GMM | None:
-    """`init_params` in the data's dtype, centred, with a leading (R,) axis."""
-    if init_params is None:
-        return None
-    start = jax.tree.map(lambda a: jnp.asarray(a, offset.dtype), init_params)
-    start = eqx.tree_at(lambda g: g.means, start, start.means - offset)
-    if not start.batch_shape:
-        start = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape), start)
-    return start
-
-
-@contextlib.contextmanager
-def fit_input(X, n_components, **options):
-    """`prepare_fit` for in-memory data; for host-streamed data (memmap, iterator) the same
-    checks and centring, with the host reader registered for the duration of the block."""
-    if not is_host_stream(X):
-        yield prepare_fit(X, n_components, **options)
-        return
-    if options["mesh"] is not None:
-        raise ValueError(
-            "streamed data (a memmap or an iterator) cannot be combined with mesh=; give each "
-            "process its rows as an array instead."
-        )
-    n_restarts, chunk_size = options["n_restarts"], options["chunk_size"]
-    names = ("cov_type", "init", "n_restarts", "max_iter", "tol", "reg_covar", "chunk_size")
-    check = functools.partial(
-        check_fit_options, n_components=n_components, **{k: options[k] for k in names}
-    )
-    # An iterator's length is known only after the validation pass: K <= N is checked then.
-    check(n_samples=X.shape[0] if hasattr(X, "shape") else n_components)
-
-    def rows_for(n):
-        return min(n, chunk_size or default_chunk_size(n, n_restarts, n_components))
-
-    key = options["key"]
-    seed = int(jax.random.randint(jax.random.fold_in(key, 2**20), (), 0, 2**31 - 1))
-    with open_host_data(
-        X, sample_weight=options["sample_weight"], rows_for=rows_for, seed=seed
-    ) as host:
-        check(n_samples=host.n_samples)
-        d = host.stream.n_features
-        if options["init_params"] is not None:
-            check_init_params(
-                options["init_params"],
-                n_components=n_components,
-                n_features=d,
-                cov_type=options["cov_type"],
-                n_restarts=n_restarts,
-            )
-        offset = jnp.asarray(host.offset, host.stream.dtype)
-        sample = jnp.asarray(host.sample) - offset
-        init_data = chunk_rows(sample, jnp.asarray(host.sample_weight), min(sample.shape[0], 8192))
-        yield PreparedFit(
-            host.stream,
-            jax.random.split(key, n_restarts),
-            _centred_start(options["init_params"], offset, n_restarts),
-            offset,
-            host.n_samples,
-            None,
-            init_data,
-        )
-
-
-def make_result(params: GMM, ll, out: LoopResult, best_index) -> FitResult:
-    """Assemble a FitResult from the restarts' loop results; warns when every restart failed."""
-    status = out.status
-    if not bool(jnp.any(status <= Status.MAX_ITER_REACHED)):
-        codes = sorted({Status(int(s)).name for s in status})
-        warnings.warn(
-            f"every restart failed ({', '.join(codes)}): {Status(int(status[best_index])).message}",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return FitResult(
-        best=params[best_index],
-        params=params,
-        log_likelihood=ll,
-        history=out.history,
-        n_iter=out.n_iter,
-        status=status,
-        best_index=best_index,
-        evals=out.evals_history,
-        n_evals=out.evals,
+        mesh=mesh,
+        halving_every=halving_every,
+        halving_survivors=halving_survivors,
+        learning_rate=learning_rate,
+        grad_tol=grad_tol,
+        batch_size=batch_size,
     )

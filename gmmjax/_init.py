@@ -17,6 +17,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ._em import m_step_from_statistics
 from ._likelihood import matmul_precision, squared_distances
 from ._params import GMM
+from ._prior import resolve_prior
 from ._stats import (
     Chunked,
     SufficientStatistics,
@@ -38,8 +39,12 @@ def init_from_data(
     method: str,
     reg_covar: float | Array,
     active: Array | None = None,
+    prior=None,
 ) -> GMM:
     """Initial GMM for one restart from chunked (zero-weight padded) data.
+
+    The closing M-step is the fit's own (MAP with a `prior`), so a start is a point the
+    method's objective is defined at.
 
     `active` (K,) masks components out (zero weight, never assigned): `select` pads every K
     to the same K_max so that one compiled program serves the whole grid. The first k-means++
@@ -48,7 +53,7 @@ def init_from_data(
     if active is None:
         active = jnp.ones((n_components,), bool)
     if method == "random":
-        return _random_responsibilities(data, key, n_components, cov_type, reg_covar, active)
+        return _random_responsibilities(data, key, n_components, cov_type, reg_covar, active, prior)
     log_w = _log_weight(data.weight)
     if method == "kmeans++":
         centres = _kmeans_plus_plus(data.X, log_w, key, n_components)
@@ -58,7 +63,9 @@ def init_from_data(
     else:  # random_from_data: K distinct rows, drawn in proportion to the sample weights
         centres = _distinct_rows(data.X, log_w, key, n_components)
     stats = _hard_assignment_statistics(centres, data, cov_type, active)
-    return m_step_from_statistics(stats, cov_type=cov_type, reg_covar=reg_covar, active=active)
+    return m_step_from_statistics(
+        stats, cov_type=cov_type, reg_covar=reg_covar, active=active, prior=prior
+    )
 
 
 # The draws below work on the (C, B) chunk layout and never flatten it: X may be sharded over
@@ -144,7 +151,9 @@ def _hard_assignment_statistics(
     return stats
 
 
-def _random_responsibilities(data: Chunked, key, k: int, cov_type: str, reg_covar, active) -> GMM:
+def _random_responsibilities(
+    data: Chunked, key, k: int, cov_type: str, reg_covar, active, prior
+) -> GMM:
     w = data.weight
     mean = jnp.sum(data.X * w[..., None], axis=(0, 1)) / jnp.sum(w)
     shift = jnp.broadcast_to(mean, (k, mean.shape[0]))
@@ -155,7 +164,9 @@ def _random_responsibilities(data: Chunked, key, k: int, cov_type: str, reg_cova
         return u / jnp.sum(u, axis=1, keepdims=True), None
 
     stats, _ = streamed_statistics(responsibilities, data, cov_type=cov_type, shift=shift)
-    return m_step_from_statistics(stats, cov_type=cov_type, reg_covar=reg_covar, active=active)
+    return m_step_from_statistics(
+        stats, cov_type=cov_type, reg_covar=reg_covar, active=active, prior=prior
+    )
 
 
 def initialize(
@@ -166,8 +177,12 @@ def initialize(
     cov_type: str = "full",
     method: str = "kmeans++",
     reg_covar: float = 1e-6,
+    prior=None,
 ) -> GMM:
     """Initial parameters for one fit, or for R fits at once when `key` holds R keys.
+
+    With a `prior` (None, "mclust" or a `Prior`) the closing M-step is the MAP one, as in a fit
+    with that prior.
 
     Methods:
         "kmeans++": k-means++ seeding, then 10 Lloyd steps, then an M-step from the hard
@@ -196,6 +211,7 @@ def initialize(
         reg_covar=reg_covar,
         chunk_size=None,
     )
+    prior = resolve_prior(prior, X, n_components, cov_type)
     # Centred as in fit_em, so that float32 k-means distances keep their digits.
     offset = jnp.mean(X, axis=0)
     data = chunk_rows(X - offset, jnp.ones(X.shape[0], X.dtype), min(X.shape[0], 8192))
@@ -203,6 +219,7 @@ def initialize(
         data,
         key,
         jnp.asarray(reg_covar, X.dtype),
+        None if prior is None else prior.astype(X.dtype).shifted(offset),
         n_components=n_components,
         cov_type=cov_type,
         method=method,
@@ -211,7 +228,7 @@ def initialize(
 
 
 @functools.partial(jax.jit, static_argnames=("n_components", "cov_type", "method"))
-def _initialize_program(data, key, reg_covar, *, n_components, cov_type, method):
+def _initialize_program(data, key, reg_covar, prior, *, n_components, cov_type, method):
     def one(k):
         return init_from_data(
             data,
@@ -220,6 +237,7 @@ def _initialize_program(data, key, reg_covar, *, n_components, cov_type, method)
             cov_type=cov_type,
             method=method,
             reg_covar=reg_covar,
+            prior=prior,
         )
 
     typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)

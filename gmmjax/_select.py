@@ -14,10 +14,16 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 
 from ._compare import format_table
+from ._config import FitConfig
 from ._criteria import n_parameters, responsibility_entropy
-from ._fit import _fit_em_program, make_result, prepare_fit, trace_counts
+from ._em_method import EM
+from ._fit import run_prepared
 from ._likelihood import log_likelihood
+from ._objective import objective
 from ._params import COV_TYPES, GMM
+from ._prepare import prepare_fit
+from ._prior import resolve_prior
+from ._program import n_compiled
 from ._solver import Status
 
 CRITERIA = ("bic", "aic", "icl")
@@ -29,7 +35,8 @@ class Selection:
 
     Attributes:
         rows: one dict per (n_components, cov_type): bic, aic, icl, log_likelihood (mean per
-            sample of the best restart), status (of that restart), n_parameters.
+            sample of the best restart), objective (the same plus log-prior / N; equal
+            without a prior), status (of that restart), n_parameters.
         best: the GMM minimising the criterion.
         n_components, cov_type: where the best sits in the grid.
         criterion: "bic", "aic" or "icl" (lower is better).
@@ -58,13 +65,19 @@ def select(
     init: str = "kmeans++",
     max_iter: int = 100,
     tol: float = 1e-3,
-    reg_covar: float = 1e-6,
+    reg_covar: float | None = None,
+    prior=None,
     sample_weight=None,
     chunk_size: int | None = None,
 ) -> Selection:
     """Fit every (K, cov_type) of the grid by EM with `n_restarts` restarts and pick the best
     by `criterion`: BIC = −2ℓ + p log N, AIC = −2ℓ + 2p, ICL = BIC + 2·entropy(γ), with ℓ the
     (weighted) log-likelihood and N the total sample weight.
+
+    With a `prior` ("mclust" or a `Prior`) every fit is MAP-EM; "mclust" builds
+    `Prior.mclust(X, K, cov_type)` for each K, as R mclust's `priorControl()` does, and the
+    criteria use the log-likelihood at the MAP estimate without the prior term (mclust's
+    convention). `reg_covar` defaults to 1e-6 without a prior and 0 with one.
 
     Raises:
         ValueError: for an empty grid, an unknown criterion or cov_type, or any input
@@ -80,41 +93,32 @@ def select(
         if cov not in COV_TYPES:
             raise ValueError(f"cov_type must be one of {COV_TYPES}, got {cov!r}.")
     k_max = ks[-1]
-    before = trace_counts["fit_em"]
+    if reg_covar is None:
+        reg_covar = 0.0 if prior is not None else 1e-6
+    before = n_compiled()
     rows, models = [], {}
     for cov in cov_types:
-        prep = prepare_fit(
-            X,
-            k_max,
-            key=key,
+        config = FitConfig(
+            n_components=k_max,
             cov_type=cov,
             n_restarts=n_restarts,
             init=init,
             max_iter=max_iter,
             tol=tol,
             reg_covar=reg_covar,
-            sample_weight=sample_weight,
-            init_params=None,
             chunk_size=chunk_size,
         )
+        prep = prepare_fit(X, config, key=key, sample_weight=sample_weight)
         X_data = prep.data.flat_X[: prep.n_samples] + prep.offset
         w = prep.data.flat_weight[: prep.n_samples]
         total = float(jnp.sum(w))
         for k in ks:  # grid points, not restarts or iterations: all reuse one program
-            params, ll, out, best = _fit_em_program(
-                prep.data,
-                prep.keys,
-                None,
-                prep.scalar(tol),
-                prep.scalar(reg_covar),
-                jnp.arange(k_max) < k,
-                n_components=k_max,
-                cov_type=cov,
-                init=init,
-                max_iter=max_iter,
-                has_init=False,
-            )
-            res = make_result(prep.uncentre(params), ll, out, best)
+            prior_k = resolve_prior(prior, X_data, k, cov)
+            if prior_k is not None:
+                prep = dataclasses.replace(
+                    prep, prior=prior_k.astype(prep.dtype).shifted(prep.offset)
+                )
+            res = run_prepared(prep, config, EM(), {}, active=jnp.arange(k_max) < k)
             gmm = _first_components(res.best, k)
             loglik = float(log_likelihood(gmm, X_data, w))
             p = n_parameters(gmm)
@@ -128,6 +132,7 @@ def select(
                     "aic": -2 * loglik + 2 * p,
                     "icl": bic + 2 * entropy,
                     "log_likelihood": loglik / total,
+                    "objective": float(objective(gmm, X_data, prior=prior_k, sample_weight=w)),
                     "n_parameters": p,
                     "status": Status(int(res.status[res.best_index])).name.lower(),
                 }
@@ -141,7 +146,7 @@ def select(
         key_best[0],
         key_best[1],
         criterion,
-        trace_counts["fit_em"] - before,
+        n_compiled() - before,
     )
 
 

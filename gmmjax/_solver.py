@@ -1,12 +1,16 @@
-"""The iteration skeleton shared by EM and the gradient baselines: init / step / terminate.
+"""The one iteration loop every method runs in: init -> advance(until) -> finish.
 
-One restart is one `lax.while_loop` bounded by `max_iter`. A method supplies only `step`:
+A method supplies a step (see `_method.Method`):
 
-    step(params, aux) -> StepOutput(params=θ_{t+1}, aux=..., log_likelihood=ℓ(θ_t)/N, failure)
+    step(params, aux) -> StepOutput(params=θ_{t+1}, aux=..., value=f(θ_t), failure)
 
-The loop records ℓ(θ_t)/N in a NaN-filled history buffer, stops when |ℓ(θ_t) − ℓ(θ_{t−1})|/N
-falls below `tol` (scikit-learn's test), and turns failures into per-restart status codes.
-Iteration t thus returns θ_{t+1}, exactly like scikit-learn: `n_iter` counts completed updates.
+with f the objective of `_objective.py` (mean log-likelihood plus log-prior / N). The loop
+owns everything else: the NaN-filled history of f(θ_t), the work counter, the tol test
+|f(θ_t) − f(θ_{t−1})| < tol (scikit-learn's test) and the per-restart status. Its state is
+a pytree that can be advanced in stages (`advance(until=...)`), gathered and scattered along
+the restart axis, so successive halving (`_halving.py`) carries the tol test across stage
+boundaries. Iteration t returns θ_{t+1}, exactly like scikit-learn: `n_iter` counts completed
+updates.
 """
 
 from __future__ import annotations
@@ -34,6 +38,29 @@ class Status(enum.IntEnum):
     def message(self) -> str:
         return _MESSAGES[self]
 
+    @property
+    def failed(self) -> bool:
+        """The restart broke down (non-finite or degenerate iterates); it never wins."""
+        return bool(failed(self))
+
+    @property
+    def succeeded(self) -> bool:
+        """The restart ran its course (converged or reached max_iter); only these can win."""
+        return bool(succeeded(self))
+
+
+def failed(status) -> Array:
+    """Elementwise `Status.failed` of an array of status codes."""
+    status = jnp.asarray(status)
+    return (status == Status.NON_FINITE) | (status == Status.DEGENERATE)
+
+
+def succeeded(status) -> Array:
+    """Elementwise `Status.succeeded`: converged or reached max_iter. A pruned restart neither
+    failed nor succeeded."""
+    status = jnp.asarray(status)
+    return (status == Status.CONVERGED) | (status == Status.MAX_ITER_REACHED)
+
 
 _MESSAGES = {
     Status.CONVERGED: "converged: the change in mean log-likelihood fell below tol",
@@ -58,20 +85,32 @@ OK = -1  # StepOutput.failure when the step succeeded
 class StepOutput(eqx.Module):
     params: Any
     aux: Any
-    log_likelihood: Float[Array, ""]  # mean log-likelihood of the *input* params
+    value: Float[Array, ""]  # the objective f(θ_t) of the *input* params, per sample
     failure: Int[Array, ""]  # OK, Status.NON_FINITE or Status.DEGENERATE
     # A method's own extra convergence condition (e.g. a small gradient), ANDed with the tol test.
     can_stop: Bool[Array, ""] | bool = True
-    # Work, in evaluations of the log-likelihood over the data (with its gradient where one is
-    # taken): what it cost to know log_likelihood, and what the update cost beyond that.
+    # Work, in evaluations of the objective over the data (with its gradient where one is
+    # taken): what it cost to know `value`, and what the update cost beyond that.
     evals_value: Float[Array, ""] | float = 1.0
     evals_update: Float[Array, ""] | float = 0.0
 
 
-class LoopState(eqx.Module):
+class SolverState(eqx.Module):
+    """Everything one restart's loop carries; gather / scatter it along a restart axis.
+
+    Attributes:
+        params, aux: the method's iterate and its own state.
+        prev_value: f of the last evaluated iterate (−inf before the first step).
+        history: (max_iter,) f(θ_t), NaN where not reached.
+        evals_history: (max_iter,) cumulative work when history[t] was known.
+        evals: total work so far.
+        n_iter: completed steps.
+        status: RUNNING (−1) or a `Status`.
+    """
+
     params: Any
     aux: Any
-    prev_ll: Float[Array, ""]
+    prev_value: Float[Array, ""]
     history: Float[Array, " max_iter"]
     evals_history: Float[Array, " max_iter"]
     evals: Float[Array, ""]
@@ -79,30 +118,12 @@ class LoopState(eqx.Module):
     status: Int[Array, ""]
 
 
-class LoopResult(eqx.Module):
-    params: Any
-    aux: Any
-    history: Float[Array, " max_iter"]  # ℓ(θ_t)/N
-    evals_history: Float[Array, " max_iter"]  # cumulative evaluations when ℓ(θ_t) was known
-    evals: Float[Array, ""]  # total evaluations
-    n_iter: Int[Array, ""]
-    status: Int[Array, ""]
-
-
-def iterate(
-    step: Callable[[Any, Any], StepOutput],
-    params: Any,
-    aux: Any,
-    *,
-    max_iter: int,
-    tol: Float[Array, ""],
-) -> LoopResult:
-    """Run `step` until convergence, `max_iter`, or failure, in one `lax.while_loop`."""
-    dtype = jnp.result_type(*jax.tree.leaves(params))
-    init = LoopState(
+def init(params: Any, aux: Any, *, max_iter: int, dtype) -> SolverState:
+    """The state before the first step."""
+    return SolverState(
         params=params,
         aux=aux,
-        prev_ll=jnp.array(-jnp.inf, dtype),
+        prev_value=jnp.array(-jnp.inf, dtype),
         history=jnp.full((max_iter,), jnp.nan, dtype),
         evals_history=jnp.full((max_iter,), jnp.nan, dtype),
         evals=jnp.zeros((), dtype),
@@ -110,19 +131,36 @@ def iterate(
         status=jnp.array(RUNNING),
     )
 
-    def cond(state: LoopState) -> Bool[Array, ""]:
-        return state.status == RUNNING
 
-    def body(state: LoopState) -> LoopState:
-        out = step(state.params, state.aux)
-        t = state.n_iter
-        ll = out.log_likelihood
-        failure = jnp.where(jnp.isfinite(ll), out.failure, Status.NON_FINITE)
-        failed = failure != OK
-        # t == 0: prev_ll is −inf, the change is +inf and never below tol.
-        converged = (jnp.abs(ll - state.prev_ll) < tol) & out.can_stop
+def advance(
+    step: Callable[[Any, Any], StepOutput],
+    state: SolverState,
+    *,
+    until: int,
+    tol: Float[Array, ""],
+) -> SolverState:
+    """Run `step` while the restart is running and has done fewer than `until` steps.
+
+    A restart stops for good when the tol test passes (CONVERGED), when its history is full
+    (MAX_ITER_REACHED) or when a step fails (the last good iterate is kept). Reaching `until`
+    below the history's length only pauses it: calling `advance` again continues exactly as
+    one longer call would, tol test included.
+    """
+    max_iter = state.history.shape[-1]
+
+    def cond(s: SolverState) -> Bool[Array, ""]:
+        return (s.status == RUNNING) & (s.n_iter < until)
+
+    def body(s: SolverState) -> SolverState:
+        out = step(s.params, s.aux)
+        t = s.n_iter
+        value = out.value
+        failure = jnp.where(jnp.isfinite(value), out.failure, Status.NON_FINITE)
+        broke = failure != OK
+        # t == 0: prev_value is −inf, the change is +inf and never below tol.
+        converged = (jnp.abs(value - s.prev_value) < tol) & out.can_stop
         status = jnp.where(
-            failed,
+            broke,
             failure,
             jnp.where(
                 converged,
@@ -132,29 +170,27 @@ def iterate(
         )
 
         def keep(new, old):
-            return jax.tree.map(lambda a, b: jnp.where(failed, b, a), new, old)
+            return jax.tree.map(lambda a, b: jnp.where(broke, b, a), new, old)
 
-        return LoopState(
-            params=keep(out.params, state.params),
-            aux=keep(out.aux, state.aux),
-            prev_ll=ll,
-            history=state.history.at[t].set(ll),
-            evals_history=state.evals_history.at[t].set(state.evals + out.evals_value),
-            evals=state.evals + out.evals_value + out.evals_update,
-            n_iter=jnp.where(failed, t, t + 1),
+        return SolverState(
+            params=keep(out.params, s.params),
+            aux=keep(out.aux, s.aux),
+            prev_value=value,
+            history=s.history.at[t].set(value),
+            evals_history=s.evals_history.at[t].set(s.evals + out.evals_value),
+            evals=s.evals + out.evals_value + out.evals_update,
+            n_iter=jnp.where(broke, t, t + 1),
             status=status,
         )
 
-    final = jax.lax.while_loop(cond, body, init)
-    return LoopResult(
-        final.params,
-        final.aux,
-        final.history,
-        final.evals_history,
-        final.evals,
-        final.n_iter,
-        final.status,
-    )
+    return jax.lax.while_loop(cond, body, state)
+
+
+def iterate(step, params, aux, *, max_iter: int, tol) -> SolverState:
+    """init + one advance to the end: a whole restart in one `lax.while_loop`."""
+    dtype = jnp.result_type(*jax.tree.leaves(params))
+    state = init(params, aux, max_iter=max_iter, dtype=dtype)
+    return advance(step, state, until=max_iter, tol=tol)
 
 
 def map_restarts(fn: Callable, *batched):
@@ -171,11 +207,11 @@ def map_restarts(fn: Callable, *batched):
     return jax.tree.map(lambda a: a[None], fn(*first))
 
 
-def select_best(log_likelihood: Float[Array, " r"], status: Int[Array, " r"]) -> Int[Array, ""]:
-    """Index of the best restart: the highest finite log-likelihood among restarts that did not
-    fail; only if every restart failed, the highest finite one among all (its status says so)."""
-    finite = jnp.isfinite(log_likelihood)
-    ok = finite & (status <= Status.MAX_ITER_REACHED)
-    score = jnp.where(ok, log_likelihood, -jnp.inf)
-    fallback = jnp.where(finite, log_likelihood, -jnp.inf)
+def select_best(value: Float[Array, " r"], status: Int[Array, " r"]) -> Int[Array, ""]:
+    """Index of the best restart: the highest finite objective among restarts that succeeded;
+    only if none did, the highest finite one among all (its status says so)."""
+    finite = jnp.isfinite(value)
+    ok = finite & succeeded(status)
+    score = jnp.where(ok, value, -jnp.inf)
+    fallback = jnp.where(finite, value, -jnp.inf)
     return jnp.argmax(jnp.where(jnp.any(ok), score, fallback))

@@ -1,4 +1,4 @@
-"""The unconstrained parameterisation used by gradient-based fitting (MATH.md §5).
+"""The unconstrained parameterisation used by gradient-based fitting (docs/math.md §5).
 
 A bijection between a `GMM` and a pytree of unconstrained arrays:
     weights      <-> centred logits a (Σ_k a_k = 0 fixes softmax's gauge), π = softmax(a)

@@ -54,13 +54,17 @@ def _cmd_fit(args) -> None:
 
     X = _load_matrix(args.data)
     key = jax.random.key(args.seed)
-    common = dict(
-        key=key, cov_type=args.cov, n_restarts=args.restarts, max_iter=args.max_iter, tol=args.tol
+    res = gj.fit(
+        X,
+        args.k,
+        key=key,
+        method=args.method,
+        cov_type=args.cov,
+        n_restarts=args.restarts,
+        max_iter=args.max_iter,
+        tol=args.tol,
+        prior=None if args.prior == "none" else args.prior,
     )
-    if args.method == "em":
-        res = gj.fit_em(X, args.k, **common)
-    else:
-        res = gj.fit_gradient(X, args.k, optimizer=args.method, **common)
     best = res.best
     n = X.shape[0]
     print(
@@ -68,8 +72,11 @@ def _cmd_fit(args) -> None:
         f"method={args.method}, restarts={args.restarts}"
     )
     best_ll = float(res.log_likelihood[res.best_index])
+    penalised = (
+        f", objective {float(res.objective[res.best_index]):.6f}" if args.prior != "none" else ""
+    )
     print(
-        f"best restart {int(res.best_index)}: mean log-likelihood {best_ll:.6f}, "
+        f"best restart {int(res.best_index)}: mean log-likelihood {best_ll:.6f}{penalised}, "
         f"BIC {float(gj.bic(best, X)):.2f}, AIC {float(gj.aic(best, X)):.2f}"
     )
     print("restart  log-likelihood/N  iterations  status")
@@ -101,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--max-iter", type=int, default=500)
     fit.add_argument("--tol", type=float, default=1e-6)
     fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument(
+        "--prior",
+        default="none",
+        choices=("none", "mclust"),
+        help="mclust: MAP fit with R mclust's default conjugate prior",
+    )
     fit.add_argument("--out", help="write the best model to this .npz")
     fit.set_defaults(func=_cmd_fit)
 

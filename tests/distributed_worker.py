@@ -46,7 +46,9 @@ def largest_all_gather(compiled_text: str) -> int:
 
 
 def devices(out_path):
-    from gmmjax._fit import _fit_em_program, fit_input
+    from gmmjax._config import FitConfig
+    from gmmjax._fit import run_prepared
+    from gmmjax._prepare import prepare_fit
 
     X = data()
     key = jax.random.key(1)
@@ -71,26 +73,13 @@ def devices(out_path):
         report[f"gradient/{optimizer}"] = max_diff(
             (one.params, one.log_likelihood), (many.params, many.log_likelihood)
         )
-    options = dict(
-        key=key,
-        cov_type="full",
-        n_restarts=4,
-        init="kmeans++",
-        max_iter=25,
-        tol=0.0,
-        reg_covar=1e-6,
-        sample_weight=None,
-        init_params=None,
-        chunk_size=1000,
-        mesh=meshes["data4"],
-    )
-    with fit_input(X, K, **options) as prep:
-        args = (prep.data, prep.keys, None, prep.scalar(0.0), prep.scalar(1e-6))
-        args += (prep.scalar(np.ones(K, bool)),)
-        static = dict(n_components=K, cov_type="full", init="kmeans++", max_iter=25)
-        text = _fit_em_program.lower(*args, **static, has_init=False).compile().as_text()
-        report["data_elements"] = int(prep.data.X.size)
-        report["data_shards"] = len(prep.data.X.sharding.device_set)
+    config = FitConfig(n_components=K, n_restarts=4, max_iter=25, tol=0.0, chunk_size=1000)
+    prep = prepare_fit(X, config, key=key, mesh=meshes["data4"])
+    timing = {}
+    run_prepared(prep, config, gj.EM(), {}, timing=timing)
+    text = timing["compiled"].as_text()
+    report["data_elements"] = int(prep.data.X.size)
+    report["data_shards"] = len(prep.data.X.sharding.device_set)
     report["largest_all_gather"] = largest_all_gather(text)
     with open(out_path, "w") as f:
         json.dump(report, f)

@@ -1,4 +1,4 @@
-"""The identities of MATH.md §4, checked numerically in float64."""
+"""The identities of docs/math.md §4, checked numerically in float64."""
 
 import jax
 import jax.numpy as jnp
@@ -95,7 +95,7 @@ def test_m_step_maximises_q(cov_type):
 
 
 def _slogdet_log_likelihood(w, m, c, X):
-    """ℓ written with slogdet/solve so that ∇_Σ reads the whole matrix (MATH.md §4)."""
+    """ℓ written with slogdet/solve so that ∇_Σ reads the whole matrix (docs/math.md §4)."""
     diff = X[:, None, :] - m[None]
     sol = jnp.linalg.solve(c[None], diff[..., None])[..., 0]
     quad = jnp.sum(diff * sol, axis=-1)

@@ -62,3 +62,11 @@ def _check_type(path, table, key, value, default):
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         raise ConfigError(f"{path}: [{table}] {key} must be a {expected.__name__}, got {value!r}")
     return value
+
+
+def prior_option(fit: dict):
+    """[fit] prior as `fit`'s prior= takes it: "mclust" or "none" (None)."""
+    prior = fit["prior"]
+    if prior not in ("mclust", "none"):
+        raise ConfigError(f'[fit] prior must be "mclust" or "none", got {prior!r}')
+    return None if prior == "none" else prior

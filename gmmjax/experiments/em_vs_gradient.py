@@ -33,6 +33,9 @@ SCHEMA = {
         "max_iter": 500,
         "tol": 1e-8,
         "learning_rates": {},
+        # "mclust": every method maximises log-likelihood + mclust's default log-prior;
+        # "none": the plain log-likelihood (unbounded; EM then adds reg_covar).
+        "prior": "mclust",
         "seeds": [0],
     },
     "output": {

@@ -11,6 +11,7 @@ import numpy as np
 from .._datasets import make_mixture
 from .._fit import fit_em
 from . import _plots
+from ._config import prior_option
 
 SCHEMA = {
     "data": {
@@ -29,6 +30,7 @@ SCHEMA = {
         "init": "random_from_data",
         "max_iter": 500,
         "tol": 1e-7,
+        "prior": "mclust",  # or "none": see em_vs_gradient
         "seeds": [0],
     },
     "options": {"success_tol": 1e-3, "best_of": [1, 2, 4, 8, 16, 32, 64]},
@@ -65,13 +67,20 @@ def execute(config, unit):
         init=f["init"],
         max_iter=f["max_iter"],
         tol=f["tol"],
+        prior=prior_option(f),
     )
     # The reference optimum: the best of these restarts and of a fit started at the truth.
     from_truth = fit_em(
-        X, k, key=jax.random.key(0), init_params=truth, max_iter=f["max_iter"], tol=f["tol"]
+        X,
+        k,
+        key=jax.random.key(0),
+        init_params=truth,
+        max_iter=f["max_iter"],
+        tol=f["tol"],
+        prior=prior_option(f),
     )
-    ll = np.asarray(res.log_likelihood)
-    best = float(max(np.nanmax(ll), float(from_truth.log_likelihood[0])))
+    ll = np.asarray(res.objective)
+    best = float(max(np.nanmax(ll), float(from_truth.objective[0])))
     return [
         {
             "n_components": k,

@@ -1,0 +1,53 @@
+"""`FitConfig`: a fit's options, validated once, in one place.
+
+Static fields fix shapes or the program's structure and are compiled in (K, cov_type, init,
+max_iter, restarts, chunking, halving); `tol` and `reg_covar` are traced numbers, so changing
+them reuses the compiled program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ._halving import check_halving, halving_schedule
+from ._validate import check_fit_options
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """The options every method shares (see `gmmjax.fit` for their meaning)."""
+
+    n_components: int
+    cov_type: str = "full"
+    n_restarts: int = 1
+    init: str = "kmeans++"
+    max_iter: int = 100
+    tol: float = 1e-3
+    reg_covar: float = 1e-6
+    chunk_size: int | None = None
+    halving_every: int | None = None
+    halving_survivors: int = 1
+
+    def check(self, n_samples: int) -> None:
+        """ValueError (before anything is traced) for any option out of range for N rows."""
+        check_fit_options(
+            n_samples=n_samples,
+            n_components=self.n_components,
+            cov_type=self.cov_type,
+            init=self.init,
+            n_restarts=self.n_restarts,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            reg_covar=self.reg_covar,
+            chunk_size=self.chunk_size,
+        )
+        check_halving(self.halving_every, self.halving_survivors, self.n_restarts)
+
+    @property
+    def stages(self) -> tuple[tuple[int, int], ...] | None:
+        """Successive halving's stages, or None for the plain loop."""
+        if self.halving_every is None:
+            return None
+        return halving_schedule(
+            self.n_restarts, self.halving_every, self.halving_survivors, self.max_iter
+        )

@@ -1,0 +1,215 @@
+"""From user input to what a fitting program reads: validated, centred, chunked, on devices.
+
+Two sources, one result (`PreparedFit`): in-memory arrays (optionally placed on a device mesh)
+and host-streamed data (a memmap or an iterator of chunks, read inside the compiled loop).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._config import FitConfig
+from ._params import GMM
+from ._prior import Prior, resolve_prior
+from ._sharding import (
+    as_auto,
+    check_mesh,
+    global_sum,
+    place_restarts,
+    replicate,
+    rows_per_chunk,
+    shard_rows,
+    to_host,
+)
+from ._stats import Chunked, chunk_rows
+from ._stream import Streamed, is_host_stream, open_host_data
+from ._validate import check_data, check_init_params, check_sample_weight
+
+# Rows per chunk x restarts x components: the (chunk, K) responsibilities of all restarts
+# together stay cache-sized. Measured on W2 and W4 (benchmarks/README.md): 2^17-2^18 is best.
+_CHUNK_ELEMENTS = 2**18
+
+
+def default_chunk_size(n_samples: int, n_restarts: int, n_components: int) -> int:
+    """Rows per chunk when `chunk_size` is None: 2^18 / (R·K) rounded down to a power of two,
+    at least 256 and at most N."""
+    rows = max(256, _CHUNK_ELEMENTS // (n_restarts * n_components))
+    return min(n_samples, 1 << (rows.bit_length() - 1))
+
+
+class PreparedFit(eqx.Module):
+    """Validated, centred and chunked input, the same for every method."""
+
+    data: Chunked | Streamed
+    keys: PRNGKeyArray
+    init_params: GMM | None  # centred, with a leading restart axis
+    offset: Float[Array, " d"]
+    prior: Prior | None  # centred, in the data's dtype
+    n_samples: int = eqx.field(static=True)  # rows of all processes, before padding
+    mesh: Mesh | None = eqx.field(static=True, default=None)
+    init_data: Chunked | None = None  # what the initialisation reads, if not `data`
+
+    @property
+    def dtype(self):
+        return self.offset.dtype
+
+    def scalar(self, value) -> Array:
+        """A traced option (tol, reg_covar, learning rate; a mask) in the data's dtype,
+        replicated over the mesh if there is one."""
+        value = jnp.asarray(value)
+        if value.dtype != bool:
+            value = value.astype(self.dtype)
+        return value if self.mesh is None else replicate(value, self.mesh)
+
+    def count(self, value: int) -> Array:
+        """A traced integer, replicated over the mesh if there is one."""
+        value = jnp.asarray(value)
+        return value if self.mesh is None else replicate(value, self.mesh)
+
+    def traced(self, tree):
+        """`scalar` on every leaf of a pytree (None stays None)."""
+        return jax.tree.map(self.scalar, tree)
+
+    def run(self, program, *args, **static):
+        """Call a fitting program; with a mesh, bring the outputs back to every process."""
+        out = program(*args, **static)
+        if isinstance(self.data, Streamed):
+            # Dispatch is asynchronous: the host reader must outlive the last chunk read.
+            out = jax.block_until_ready(out)
+        return out if self.mesh is None else to_host(out)
+
+    def uncentre(self, params: GMM) -> GMM:
+        return eqx.tree_at(lambda g: g.means, params, params.means + self.offset)
+
+
+def _centred_prior(prior: Prior | None, offset, mesh) -> Prior | None:
+    if prior is None:
+        return None
+    prior = prior.astype(offset.dtype).shifted(offset)
+    return prior if mesh is None else replicate(prior, mesh)
+
+
+def prepare_fit(
+    X, config: FitConfig, *, key, sample_weight=None, init_params=None, prior=None, mesh=None
+) -> PreparedFit:
+    """Validate everything (ValueError before tracing), centre X on its weighted mean, split
+    its rows into chunks, split the key per restart, centre / batch `init_params` and the
+    prior; with a mesh, place all of it on the mesh's devices."""
+    X = check_data(X)
+    n_local, d = X.shape
+    n = n_local if mesh is None else int(global_sum(n_local))
+    config.check(n)
+    if mesh is not None:
+        check_mesh(mesh, config.n_restarts)
+        mesh = as_auto(mesh)
+    weight = check_sample_weight(sample_weight, n_local, X.dtype)
+    if init_params is not None:
+        check_init_params(
+            init_params,
+            n_components=config.n_components,
+            n_features=d,
+            cov_type=config.cov_type,
+            n_restarts=config.n_restarts,
+        )
+    if isinstance(prior, str) and mesh is not None and jax.process_count() > 1:
+        raise ValueError(
+            'prior="mclust" needs all rows in one process; build gmmjax.Prior.mclust(X, K, '
+            "cov_type) from the full data and pass it."
+        )
+    prior = resolve_prior(prior, X, config.n_components, config.cov_type)
+    offset = jnp.sum(X * weight[:, None], axis=0)
+    if mesh is None:
+        offset = offset / jnp.sum(weight)
+    else:
+        offset = jnp.asarray(global_sum(offset) / global_sum(jnp.sum(weight)), X.dtype)
+    n_restarts, k = config.n_restarts, config.n_components
+    rows = min(n, config.chunk_size or default_chunk_size(n, n_restarts, k))
+    if mesh is None:
+        data = chunk_rows(X - offset, weight, rows)
+    else:
+        data = shard_rows(X - offset, weight, rows_per_chunk(rows, mesh), mesh)
+    start = _centred_start(init_params, offset, n_restarts)
+    keys = jax.random.split(key, n_restarts)
+    if mesh is not None:
+        keys, start = place_restarts((keys, start), mesh)
+    return PreparedFit(data, keys, start, offset, _centred_prior(prior, offset, mesh), n, mesh)
+
+
+def _centred_start(init_params: GMM | None, offset, n_restarts: int) -> GMM | None:
+    """`init_params` in the data's dtype, centred, with a leading (R,) axis."""
+    if init_params is None:
+        return None
+    start = jax.tree.map(lambda a: jnp.asarray(a, offset.dtype), init_params)
+    start = eqx.tree_at(lambda g: g.means, start, start.means - offset)
+    if not start.batch_shape:
+        start = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape), start)
+    return start
+
+
+@contextlib.contextmanager
+def fit_input(
+    X, config: FitConfig, *, key, sample_weight=None, init_params=None, prior=None, mesh=None
+):
+    """`prepare_fit` for in-memory data; for host-streamed data (memmap, iterator) the same
+    checks and centring, with the host reader registered for the duration of the block."""
+    if not is_host_stream(X):
+        yield prepare_fit(
+            X,
+            config,
+            key=key,
+            sample_weight=sample_weight,
+            init_params=init_params,
+            prior=prior,
+            mesh=mesh,
+        )
+        return
+    if mesh is not None:
+        raise ValueError(
+            "streamed data (a memmap or an iterator) cannot be combined with mesh=; give each "
+            "process its rows as an array instead."
+        )
+    if isinstance(prior, str) and not hasattr(X, "shape"):
+        raise ValueError(
+            'prior="mclust" needs the whole data set; with an iterator of chunks build '
+            "gmmjax.Prior.mclust(X, K, cov_type) yourself (e.g. from a memmap) and pass it."
+        )
+    # An iterator's length is known only after the validation pass: K <= N is checked then.
+    config.check(X.shape[0] if hasattr(X, "shape") else config.n_components)
+    n_restarts, k = config.n_restarts, config.n_components
+
+    def rows_for(n):
+        return min(n, config.chunk_size or default_chunk_size(n, n_restarts, k))
+
+    seed = int(jax.random.randint(jax.random.fold_in(key, 2**20), (), 0, 2**31 - 1))
+    with open_host_data(X, sample_weight=sample_weight, rows_for=rows_for, seed=seed) as host:
+        config.check(host.n_samples)
+        d = host.stream.n_features
+        if init_params is not None:
+            check_init_params(
+                init_params,
+                n_components=k,
+                n_features=d,
+                cov_type=config.cov_type,
+                n_restarts=n_restarts,
+            )
+        # A memmap is read once more here for the mclust prior's moments.
+        prior = resolve_prior(prior, X, k, config.cov_type)
+        offset = jnp.asarray(host.offset, host.stream.dtype)
+        sample = jnp.asarray(host.sample) - offset
+        init_data = chunk_rows(sample, jnp.asarray(host.sample_weight), min(sample.shape[0], 8192))
+        yield PreparedFit(
+            host.stream,
+            jax.random.split(key, n_restarts),
+            _centred_start(init_params, offset, n_restarts),
+            offset,
+            _centred_prior(prior, offset, None),
+            host.n_samples,
+            None,
+            init_data,
+        )

@@ -1,0 +1,76 @@
+"""`FitResult`: what every method returns."""
+
+from __future__ import annotations
+
+import warnings
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from ._params import GMM
+from ._solver import SolverState, Status, succeeded
+
+
+class FitResult(eqx.Module):
+    """What `fit` (and `fit_em`, `fit_gradient`) return. R is the number of restarts.
+
+    Attributes:
+        best: the GMM of the best restart (highest finite final objective among restarts
+            that succeeded, see `Status.succeeded`).
+        params: GMM with a leading restart axis (R, ...).
+        objective: (R,) the objective f of the returned parameters: mean per-sample
+            log-likelihood plus log-prior / N (docs/math.md §2); without a prior it equals
+            `log_likelihood`.
+        log_likelihood: (R,) mean per-sample log-likelihood of the returned parameters.
+        history: (R, max_iter); history[r, t] is f(θ_t), the objective of the parameters after
+            t steps; NaN after the last step.
+        n_iter: (R,) number of completed steps.
+        status: (R,) `Status` codes.
+        best_index: index of `best` in the restart axis.
+        evals: (R, max_iter); evals[r, t] is the work spent when history[r, t] became known,
+            in evaluations of the objective over the data (with its gradient where one is
+            taken), line-search evaluations included: the measure for comparing methods.
+            EM: t + 1 (one fused E/M pass per step); a minibatch gradient counts batch_size / N.
+        n_evals: (R,) total work of each restart in the same unit.
+    """
+
+    best: GMM
+    params: GMM
+    objective: Float[Array, " r"]
+    log_likelihood: Float[Array, " r"]
+    history: Float[Array, "r max_iter"]
+    n_iter: Int[Array, " r"]
+    status: Int[Array, " r"]
+    best_index: Int[Array, ""]
+    evals: Float[Array, "r max_iter"]
+    n_evals: Float[Array, " r"]
+
+    @property
+    def converged(self) -> Array:
+        """(R,) True where the tol test stopped the restart."""
+        return self.status == Status.CONVERGED
+
+
+def make_result(params: GMM, value, ll, state: SolverState, best_index) -> FitResult:
+    """Assemble a FitResult from the restarts' solver states; warns when none succeeded."""
+    status = state.status
+    if not bool(jnp.any(succeeded(status))):
+        codes = sorted({Status(int(s)).name for s in status})
+        warnings.warn(
+            f"every restart failed ({', '.join(codes)}): {Status(int(status[best_index])).message}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return FitResult(
+        best=params[best_index],
+        params=params,
+        objective=value,
+        log_likelihood=ll,
+        history=state.history,
+        n_iter=state.n_iter,
+        status=status,
+        best_index=best_index,
+        evals=state.evals_history,
+        n_evals=state.evals,
+    )
