@@ -176,13 +176,13 @@ def initialize(
     key: PRNGKeyArray,
     cov_type: str = "full",
     method: str = "kmeans++",
-    reg_covar: float = 1e-6,
+    reg_covar: float | None = None,
     prior=None,
 ) -> GMM:
     """Initial parameters for one fit, or for R fits at once when `key` holds R keys.
 
     With a `prior` (None, "mclust" or a `Prior`) the closing M-step is the MAP one, as in a fit
-    with that prior.
+    with that prior. `reg_covar` defaults as in `fit`: 1e-6 without a prior, 0 with one.
 
     Methods:
         "kmeans++": k-means++ seeding, then 10 Lloyd steps, then an M-step from the hard
@@ -200,6 +200,8 @@ def initialize(
         ValueError: for invalid X or options.
     """
     X = check_data(X)
+    if reg_covar is None:
+        reg_covar = 0.0 if prior is not None else 1e-6
     check_fit_options(
         n_samples=X.shape[0],
         n_components=n_components,

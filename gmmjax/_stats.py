@@ -21,7 +21,6 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ._likelihood import _expand_quadratic, matmul_precision, quadratic_features, unpack_symmetric
-from ._stream import Streamed
 
 
 class SufficientStatistics(eqx.Module):
@@ -113,7 +112,10 @@ def _second_moment_direct(X, resp, shift, cov_type):
 
 
 class Chunked(eqx.Module):
-    """Rows of X split into equal chunks, padded with zero-weight rows.
+    """Rows of X split into equal chunks, padded with zero-weight rows: the in-memory data
+    source (possibly sharded over a mesh). A data source has `n_chunks`, `chunk(c)`,
+    `sum_chunks(fn, *args)`, `total_weight` and `mean_weight`; `_stream.Streamed` is the
+    host-resident one.
 
     Attributes:
         X: (C, B, D) chunks of rows.
@@ -131,6 +133,29 @@ class Chunked(eqx.Module):
     def mean_weight(self) -> Array:
         """The mean weight of the rows that have one (padding excluded)."""
         return self.total_weight / jnp.sum(self.weight > 0)
+
+    @property
+    def n_chunks(self) -> int:
+        return self.X.shape[0]
+
+    def chunk(self, c) -> tuple[Array, Array]:
+        """Chunk c as (B, D) rows and (B,) weights."""
+        return self.X[c], self.weight[c]
+
+    def sum_chunks(self, fn: Callable, *args):
+        """Σ_c fn(X_c, w_c, c, *args) with `lax.scan` over the chunk arrays."""
+        if self.n_chunks == 1:
+            return fn(self.X[0], self.weight[0], 0, *args)
+        shapes = jax.eval_shape(fn, self.X[0], self.weight[0], 0, *args)
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+        def body(total, inputs):
+            x, w, c = inputs
+            return jax.tree.map(jnp.add, total, fn(x, w, c, *args)), None
+
+        chunks = (self.X, self.weight, jnp.arange(self.n_chunks))
+        total, _ = jax.lax.scan(body, zeros, chunks)
+        return total
 
     @property
     def flat_X(self) -> Float[Array, "n d"]:
@@ -151,43 +176,18 @@ def chunk_rows(X: Array, weight: Array, chunk_size: int) -> Chunked:
     return Chunked(X.reshape(n_chunks, chunk_size, d), weight.reshape(n_chunks, chunk_size))
 
 
-def sum_over_chunks(fn: Callable, data: Chunked | Streamed, *args):
-    """Σ_c fn(X_c, w_c, c, *args) over chunks with `lax.scan`: memory bounded by one chunk.
+def sum_over_chunks(fn: Callable, data, *args):
+    """Σ_c fn(X_c, w_c, c, *args) over the chunks of a data source (`Chunked` in memory or
+    `_stream.Streamed` on the host): memory bounded by one chunk.
 
-    `fn` returns a pytree of arrays; the pytrees are summed leaf by leaf. Host-resident data
-    (`_stream.Streamed`) are read chunk by chunk inside the scan.
+    `fn` returns a pytree of arrays; the pytrees are summed leaf by leaf. Every data source
+    implements `sum_chunks(fn, *args)`; this is the one place the fitting code calls it.
     """
-    if isinstance(data, Streamed):
-        return _sum_over_streamed(fn, data, *args)
-    if data.X.shape[0] == 1:
-        return fn(data.X[0], data.weight[0], 0, *args)
-    shapes = jax.eval_shape(fn, data.X[0], data.weight[0], 0, *args)
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-
-    def body(total, inputs):
-        x, w, c = inputs
-        return jax.tree.map(jnp.add, total, fn(x, w, c, *args)), None
-
-    chunks = (data.X, data.weight, jnp.arange(data.X.shape[0]))
-    total, _ = jax.lax.scan(body, zeros, chunks)
-    return total
-
-
-def _sum_over_streamed(fn: Callable, data: Streamed, *args):
-    x0, w0 = jax.eval_shape(data.chunk, 0)
-    shapes = jax.eval_shape(fn, x0, w0, 0, *args)
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-
-    def body(total, c):
-        X, w = data.chunk(c)
-        return jax.tree.map(jnp.add, total, fn(X, w, c, *args)), None
-
-    total, _ = jax.lax.scan(body, zeros, jnp.arange(data.n_chunks))
-    return total
+    return data.sum_chunks(fn, *args)
 
 
 def streamed_statistics(
-    responsibilities: Callable, data: Chunked | Streamed, *, cov_type: str, shift: Array
+    responsibilities: Callable, data, *, cov_type: str, shift: Array
 ) -> tuple[SufficientStatistics, object]:
     """Sufficient statistics about `shift`, accumulated chunk by chunk.
 

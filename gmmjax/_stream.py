@@ -67,7 +67,8 @@ def _read_chunk(reader_id, chunk_index):
 
 
 class Streamed(eqx.Module):
-    """Host-resident rows seen by the fitting programs as C chunks of B rows.
+    """Host-resident rows seen by the fitting programs as C chunks of B rows: the data source
+    (see `_stats.Chunked`) whose chunks are read from the host inside the compiled loop.
 
     Attributes:
         reader_id: () int32, which registered host reader serves the chunks.
@@ -82,6 +83,19 @@ class Streamed(eqx.Module):
     rows: int = eqx.field(static=True)
     n_features: int = eqx.field(static=True)
     dtype: np.dtype = eqx.field(static=True)
+
+    def sum_chunks(self, fn, *args):
+        """Σ_c fn(X_c, w_c, c, *args), reading chunk c from the host inside a `lax.scan`."""
+        x0, w0 = jax.eval_shape(self.chunk, 0)
+        shapes = jax.eval_shape(fn, x0, w0, 0, *args)
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+        def body(total, c):
+            X, w = self.chunk(c)
+            return jax.tree.map(jnp.add, total, fn(X, w, c, *args)), None
+
+        total, _ = jax.lax.scan(body, zeros, jnp.arange(self.n_chunks))
+        return total
 
     def chunk(self, c) -> tuple[Array, Array]:
         """Chunk c as (B, D) rows and (B,) weights, read from the host."""

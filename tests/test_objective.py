@@ -195,3 +195,37 @@ def test_prior_values_are_checked(kwargs, match):
     base.update(kwargs)
     with pytest.raises(ValueError, match=match):
         gj.Prior(base.pop("mean"), base.pop("scale"), base.pop("dof"), cov_type="full", **base)
+
+
+def test_estimator_and_compare_take_the_prior():
+    X = blobs(6, n=400, d=2, k=3, sep=2.0)
+    prior = gj.Prior.mclust(X, 3, "full")
+    est = gj.GaussianMixture(
+        3, prior="mclust", reg_covar=0.0, tol=1e-12, max_iter=500, random_state=0
+    ).fit(X)
+    fitted = gj.GMM(est.weights_, est.means_, est.covariances_, "full")
+    again, _ = gj.em_step(fitted, X, reg_covar=0.0, prior=prior)
+    # The estimator's fit is a fixed point of MAP-EM (to its tol), not of plain EM.
+    assert_close(again.means, fitted.means, rtol=0, atol=1e-5)
+    assert_close(again.covariances, fitted.covariances, rtol=0, atol=1e-5)
+    plain, _ = gj.em_step(fitted, X, reg_covar=0.0)
+    assert float(jnp.max(jnp.abs(plain.covariances - fitted.covariances))) > 1e-4
+    assert_close(est.lower_bounds_[-1], gj.objective(fitted, X, prior=prior), rtol=0, atol=1e-10)
+
+    c = gj.compare(
+        X,
+        3,
+        key=jax.random.key(2),
+        methods=("em", "lbfgs"),
+        n_restarts=2,
+        max_iter=400,
+        tol=1e-12,
+        prior="mclust",
+    )
+    start = c.histories["em"][:, 0]
+    assert_close(c.histories["lbfgs"][:, 0], start, rtol=1e-12)  # same starts, same objective
+    starts = gj.initialize(X, 3, key=jax.random.split(jax.random.key(2), 2), prior="mclust")
+    assert_close(start[1], gj.objective(starts[1], X, prior=prior), rtol=1e-12)
+    em_best, lbfgs_best = (r["best_value"] for r in c.rows)
+    assert abs(em_best - lbfgs_best) < 1e-8
+    assert c.rows[0]["compile_seconds"] > 0 and c.rows[0]["seconds"] > 0

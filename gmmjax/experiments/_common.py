@@ -9,6 +9,7 @@ import numpy as np
 from .._compare import REACH_TOL, compare
 from .._datasets import normalised_entropy
 from .._em import e_step
+from .._solver import Status
 from . import _plots
 from ._config import prior_option
 
@@ -111,7 +112,7 @@ def method_rows(records: list[dict], keys: tuple[str, ...]) -> list[dict]:
                 "seconds_to_best": float(np.median(secs)) if secs else float("nan"),
                 "seconds_all_restarts": float(np.median([r["seconds"] for r in rs])),
                 "compile_seconds": float(np.median([r["compile_seconds"] for r in rs])),
-                "failed": sum(r["status"] >= 2 for r in rs),
+                "failed": sum(Status(r["status"]).failed for r in rs),
             }
         )
         rows.append(row)

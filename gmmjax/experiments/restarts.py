@@ -10,6 +10,7 @@ import numpy as np
 
 from .._datasets import make_mixture
 from .._fit import fit_em
+from .._solver import Status
 from . import _plots
 from ._config import prior_option
 
@@ -116,7 +117,7 @@ def summarise(config, records):
             "restarts": len(rs),
             "p_single": float(ok.mean()),
             "median_iters": float(np.median([r["n_iter"] for r in rs])),
-            "failed": sum(r["status"] >= 2 for r in rs),
+            "failed": sum(Status(r["status"]).failed for r in rs),
         }
         for r_ in config["options"]["best_of"]:
             if r_ <= len(rs):
