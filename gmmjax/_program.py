@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
 from . import _solver
@@ -90,7 +89,3 @@ def n_compiled() -> int:
     """How many versions of the fitting program this process has compiled (for tests and
     `Selection.n_compilations`)."""
     return fit_program._cache_size()
-
-
-def active_all(n_components: int) -> Array:
-    return jnp.ones((n_components,), bool)

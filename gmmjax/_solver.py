@@ -186,13 +186,6 @@ def advance(
     return jax.lax.while_loop(cond, body, state)
 
 
-def iterate(step, params, aux, *, max_iter: int, tol) -> SolverState:
-    """init + one advance to the end: a whole restart in one `lax.while_loop`."""
-    dtype = jnp.result_type(*jax.tree.leaves(params))
-    state = init(params, aux, max_iter=max_iter, dtype=dtype)
-    return advance(step, state, until=max_iter, tol=tol)
-
-
 def map_restarts(fn: Callable, *batched):
     """`jax.vmap(fn)(*batched)` over the leading restart axis; one restart runs unbatched.
 
