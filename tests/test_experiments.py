@@ -117,6 +117,13 @@ def test_fit_a_csv_and_save_the_model(tmp_path, capsys):
     assert "BIC" in out and out.count("converged") == 3
     gmm = gj.load(model)
     assert gmm.n_components == 2 and gmm.cov_type == "full"
+    # --prior mclust: MAP-EM, the objective printed beside the log-likelihood.
+    args = ["fit", str(data), "-k", "2", "--restarts", "3", "--prior", "mclust"]
+    assert main([*args, "--out", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "objective" in out and out.count("converged") == 3
+    prior = gj.Prior.mclust(X, 2, "full")
+    assert f"objective {float(gj.objective(gj.load(model), X, prior=prior)):.6f}" in out
 
 
 def test_generator_hits_requested_separation():
