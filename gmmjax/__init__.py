@@ -1,6 +1,7 @@
 """gmmjax: Gaussian mixture models in JAX.
 
-EM and gradient-based maximum likelihood, many restarts in one compiled program.
+EM and gradient methods on one objective (log-likelihood plus an optional conjugate
+log-prior), many restarts in one compiled program.
 """
 
 from ._compare import Comparison as Comparison

@@ -10,7 +10,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 from scipy.optimize import linear_sum_assignment
 
-from ._fit import _fit
+from ._fit import _fit, resolve_method
 from ._init import initialize
 from ._params import GMM
 from ._result import FitResult
@@ -73,7 +73,7 @@ def compare(
     init: str = "kmeans++",
     max_iter: int = 500,
     tol: float = 1e-8,
-    reg_covar: float | None = None,
+    reg_covar: float = 0.0,
     prior=None,
     sample_weight=None,
     chunk_size: int | None = None,
@@ -104,14 +104,19 @@ def compare(
     Args:
         methods: "em", "lbfgs", "adam", "sgd" (any `fit` method name).
         learning_rates: per-method learning rates for "adam"/"sgd".
-        reg_covar: EM's regulariser and the shared initialisation's (default: 1e-6 without a
-            prior, 0 with one; with reg_covar > 0 EM does not climb the objective the gradient
-            methods climb).
+        reg_covar: EM's regulariser and the shared initialisation's. Default 0, so that EM climbs
+            exactly the objective the gradient methods climb; with reg_covar > 0 it does not
+            (docs/math.md §7). Without a prior that objective is the unbounded log-likelihood,
+            so a restart that collapses a component ends DEGENERATE (EM) or climbs without
+            bound (gradient methods); pass `prior="mclust"` for a bounded one.
         prior, sample_weight, chunk_size, mesh: as in `fit`, forwarded to every method.
     """
     X = check_data(X)
-    if reg_covar is None:
-        reg_covar = 0.0 if prior is not None else 1e-6
+    for method in methods:  # refuse a bad name before anything is compiled
+        resolve_method(method)
+    unknown = set(learning_rates or {}) - set(methods)
+    if unknown:
+        raise ValueError(f"learning_rates has methods not in methods: {sorted(unknown)}.")
     keys = jax.random.split(key, n_restarts)
     init_params = initialize(
         X,
@@ -163,7 +168,7 @@ def compare(
     )
     rows = []
     for method, res in results.items():
-        hist, evals = np.asarray(res.history), np.asarray(res.evals)
+        hist, evals = _with_final(res)
         reached = hist >= best - REACH_TOL
         hit = reached.any(axis=1)
         first = reached.argmax(axis=1)
@@ -192,6 +197,18 @@ def compare(
         results,
         best,
     )
+
+
+def _with_final(res: FitResult) -> tuple[np.ndarray, np.ndarray]:
+    """History and work with the final value appended at index n_iter (where there is room),
+    so that a restart whose last step reaches the best counts as reaching it there."""
+    hist = np.concatenate([np.asarray(res.history), np.full((len(res.n_iter), 1), np.nan)], 1)
+    evals = np.concatenate([np.asarray(res.evals), np.full_like(hist[:, :1], np.nan)], 1)
+    rows = np.arange(len(res.n_iter))
+    n_iter = np.asarray(res.n_iter)
+    hist[rows, n_iter] = np.asarray(res.objective)
+    evals[rows, n_iter] = np.asarray(res.n_evals)
+    return hist, evals
 
 
 def parameter_error(estimate: GMM, truth: GMM) -> float:

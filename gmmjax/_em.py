@@ -15,7 +15,7 @@ from jaxtyping import Array, Float
 
 from ._likelihood import component_log_prob, log_likelihood
 from ._params import GMM
-from ._prior import Prior
+from ._prior import Prior, check_matches
 from ._stats import (
     Chunked,
     SufficientStatistics,
@@ -87,6 +87,7 @@ def m_step_from_statistics(
 
 def _map_m_step(stats, cov_type, reg_covar, active, prior: Prior) -> GMM:
     """The MAP M-step of `m_step_from_statistics`'s docstring."""
+    check_matches(prior, cov_type)
     dtype = stats.s1.dtype
     k, d = stats.s1.shape
     if active is None:

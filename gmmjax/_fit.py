@@ -25,9 +25,13 @@ METHOD_NAMES = ("em", "lbfgs", "adam", "sgd")
 
 def resolve_method(method, batch_size: int | None = None) -> Method:
     """`method=` as `fit` takes it: a name, an optax transformation, or a method object."""
-    if isinstance(method, (EM, Gradient)):
+    if isinstance(method, Gradient):
         if batch_size is not None:
-            raise ValueError("pass batch_size inside the method object, not next to it.")
+            raise ValueError("pass batch_size to gmmjax.Gradient(...), not next to it.")
+        return method
+    if isinstance(method, EM):
+        if batch_size is not None:
+            raise ValueError("batch_size is for the gradient methods, not EM.")
         return method
     if isinstance(method, str) and method == "em":
         if batch_size is not None:
@@ -144,9 +148,12 @@ def _fit(X, n_components, *, key, method, timing=None, **options) -> FitResult:
         if options["mesh"] is not None and jax.process_count() > 1:
             # Minibatch rows are drawn by index below N, which assumes the padding comes last.
             raise ValueError("batch_size is not supported with several processes.")
-    hyper = method.hyper(
-        {"learning_rate": options.pop("learning_rate"), "grad_tol": options.pop("grad_tol")}
-    )
+    numbers = {"learning_rate": options.pop("learning_rate"), "grad_tol": options.pop("grad_tol")}
+    if isinstance(method, EM):
+        given = [name for name, value in numbers.items() if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: only for the gradient methods, not EM.")
+    hyper = method.hyper(numbers)
     prior = options.pop("prior")
     reg_covar = options.pop("reg_covar")
     if reg_covar is None:

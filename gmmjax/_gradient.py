@@ -60,6 +60,17 @@ class Gradient:
         b = self.batch_size
         if b is not None and (not isinstance(b, int) or isinstance(b, bool) or b < 1):
             raise ValueError(f"batch_size must be a positive integer or None, got {b!r}.")
+        if b is not None and self.optimizer == "lbfgs":
+            raise ValueError(
+                "L-BFGS's line search needs the full-data objective; drop batch_size or use "
+                '"adam" / "sgd".'
+            )
+
+    @property
+    def takes_extra_args(self) -> bool:
+        """A user's optax transformation that accepts value / grad / value_fn (optax.lbfgs(),
+        chains with a line search; plain transformations ignore them)."""
+        return isinstance(self.optimizer, optax.GradientTransformationExtraArgs)
 
     @property
     def name(self) -> str:
@@ -108,7 +119,16 @@ class Gradient:
 
         full_loss = functools.partial(loss, batch=problem.data)
         key, sub = jax.random.split(aux.key)
-        if self.optimizer == "lbfgs":
+        if self.takes_extra_args and self.batch_size is None:
+            # A user's transformation that may take the objective (e.g. optax.lbfgs() or a
+            # chain with a line search): give it value, grad and value_fn; its own line-search
+            # evaluations are not counted.
+            value, grad = jax.value_and_grad(full_loss)(u)
+            updates, opt_state = opt.update(
+                grad, aux.opt_state, u, value=value, grad=grad, value_fn=full_loss
+            )
+            evals_value, evals_update, f = 1.0, 0.0, -value
+        elif self.optimizer == "lbfgs":
             # Reuses the value and gradient the previous line search computed at this point;
             # only the first step (stored value still +inf) evaluates afresh.
             fresh = jnp.isinf(optax.tree_utils.tree_get(aux.opt_state, "value"))
@@ -129,7 +149,8 @@ class Gradient:
             # The record is the full-data objective, so curves compare with EM's; it is
             # instrumentation, not work the method needs, so it is not counted.
             f = -full_loss(u)
-            evals_value, evals_update = 0.0, self.batch_size / problem.n_samples
+            evals_value = 0.0
+            evals_update = self.batch_size / problem.n_samples.astype(f.dtype)
         new_u = optax.apply_updates(u, updates)
         failure = jnp.where(all_finite(from_unconstrained(new_u)), OK, Status.NON_FINITE)
         grad_small = optax.tree_utils.tree_norm(grad) < hyper["grad_tol"]

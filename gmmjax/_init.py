@@ -2,7 +2,7 @@
 
 Every method ends with one M-step from responsibilities (hard for the k-means based methods,
 soft for "random"), so initial covariances are estimated from data, as scikit-learn does.
-All of it is traceable: `fit_em` runs it inside the same compiled program, vmapped over keys.
+All of it is traceable: `fit` runs it inside the same compiled program, vmapped over keys.
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def initialize(
 
     Args:
         key: one PRNG key, or a (R,) array of keys (e.g. `jax.random.split(key, R)`): the R
-            initialisations are then vmapped and the GMM has a leading (R,) axis. `fit_em`
+            initialisations are then vmapped and the GMM has a leading (R,) axis. `fit`
             restart r starts from `initialize(..., key=jax.random.split(key, R)[r])`.
 
     Raises:
@@ -213,8 +213,8 @@ def initialize(
         reg_covar=reg_covar,
         chunk_size=None,
     )
-    prior = resolve_prior(prior, X, n_components, cov_type)
-    # Centred as in fit_em, so that float32 k-means distances keep their digits.
+    prior = resolve_prior(prior, X, n_components, cov_type, n_features=X.shape[1])
+    # Centred as in fit, so that float32 k-means distances keep their digits.
     offset = jnp.mean(X, axis=0)
     data = chunk_rows(X - offset, jnp.ones(X.shape[0], X.dtype), min(X.shape[0], 8192))
     gmm = _initialize_program(

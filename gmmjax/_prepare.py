@@ -68,8 +68,8 @@ class PreparedFit(eqx.Module):
         return value if self.mesh is None else replicate(value, self.mesh)
 
     def count(self, value: int) -> Array:
-        """A traced integer, replicated over the mesh if there is one."""
-        value = jnp.asarray(value)
+        """A traced int32, replicated over the mesh if there is one."""
+        value = jnp.asarray(value, jnp.int32)
         return value if self.mesh is None else replicate(value, self.mesh)
 
     def traced(self, tree):
@@ -91,7 +91,8 @@ class PreparedFit(eqx.Module):
 def _centred_prior(prior: Prior | None, offset, mesh) -> Prior | None:
     if prior is None:
         return None
-    prior = prior.astype(offset.dtype).shifted(offset)
+    # Shift in the prior's own (float64) precision, then cast: float32 keeps the difference.
+    prior = prior.shifted(offset.astype(prior.mean.dtype)).astype(offset.dtype)
     return prior if mesh is None else replicate(prior, mesh)
 
 
@@ -122,7 +123,9 @@ def prepare_fit(
             'prior="mclust" needs all rows in one process; build gmmjax.Prior.mclust(X, K, '
             "cov_type) from the full data and pass it."
         )
-    prior = resolve_prior(prior, X, config.n_components, config.cov_type)
+    prior = resolve_prior(
+        prior, X, config.n_components, config.cov_type, n_features=d, sample_weight=weight
+    )
     offset = jnp.sum(X * weight[:, None], axis=0)
     if mesh is None:
         offset = offset / jnp.sum(weight)
@@ -198,8 +201,10 @@ def fit_input(
                 cov_type=config.cov_type,
                 n_restarts=n_restarts,
             )
-        # A memmap is read once more here for the mclust prior's moments.
-        prior = resolve_prior(prior, X, k, config.cov_type)
+        # prior="mclust" reads a memmap into host memory (float64) for its moments.
+        prior = resolve_prior(
+            prior, X, k, config.cov_type, n_features=d, sample_weight=sample_weight
+        )
         offset = jnp.asarray(host.offset, host.stream.dtype)
         sample = jnp.asarray(host.sample) - offset
         init_data = chunk_rows(sample, jnp.asarray(host.sample_weight), min(sample.shape[0], 8192))

@@ -75,6 +75,8 @@ class Prior(eqx.Module):
             jnp.asarray(v, dtype) for v in (dof, shrinkage, concentration)
         )
         if _is_concrete(mean, scale, dof, shrinkage, concentration):
+            if not np.all(np.isfinite(np.asarray(mean))):
+                raise ValueError("the prior mean must be finite.")
             _check_values(
                 np.asarray(scale), float(dof), float(shrinkage), float(concentration), cov_type, d
             )
@@ -87,29 +89,43 @@ class Prior(eqx.Module):
         return self.mean.shape[-1]
 
     @classmethod
-    def mclust(cls, X, n_components: int, cov_type: str) -> Prior:
+    def mclust(cls, X, n_components: int, cov_type: str, *, sample_weight=None) -> Prior:
         """R mclust's default prior, `priorControl()` (Fraley & Raftery 2007, §3).
 
         κ = 0.01, m = the column means, ν = D + 2, no prior on the weights, and the scale
         var(X) / K^(2/D) (sample covariance, n − 1 divisor; only its diagonal when N ≤ D) for
         "full" and "tied", or the scalar mean_j var(x_j) / K^(2/D) for "diag" and "spherical".
         Checked against mclust 6.0.0's `defaultPrior` (tests/fixtures/mclust_map.json).
+        With `sample_weight` (N,) the moments are weighted (divisor Σw − 1), so integer weights
+        give the prior of the repeated rows. X is read into host memory in float64.
         """
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] < 2:
             raise ValueError(f"X must be (N, D) with N >= 2, got shape {X.shape}.")
         if np.isnan(X).any():
             raise ValueError("X contains NaN; Prior.mclust needs complete data.")
-        d = X.shape[1]
-        cov = np.atleast_2d(np.cov(X, rowvar=False))
-        if X.shape[0] <= d:  # mclust: the sample covariance is singular, keep its diagonal
+        n, d = X.shape
+        w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+        total = w.sum()
+        if w.shape != (n,) or not total > 1:
+            raise ValueError("Prior.mclust needs (N,) sample weights summing to more than 1.")
+        mean = w @ X / total
+        centred = X - mean
+        cov = (centred * w[:, None]).T @ centred / (total - 1)
+        if np.count_nonzero(w) <= d:  # mclust: the sample covariance is singular, keep its diagonal
             cov = np.diag(np.diag(cov))
+        if cov_type in ("full", "tied") and np.linalg.eigvalsh(cov)[0] <= 1e-12 * np.trace(cov):
+            raise ValueError(
+                "X has constant or collinear columns, so the mclust prior's scale var(X)/K^(2/D) "
+                f"is singular for cov_type={cov_type!r}; drop or combine those columns, or use "
+                'cov_type="diag" or "spherical".'
+            )
         factor = float(n_components) ** (2.0 / d)
         if cov_type in ("full", "tied"):
             scale = cov / factor
         else:
             scale = np.trace(cov) / d / factor
-        return cls(X.mean(axis=0), scale, d + 2.0, cov_type=cov_type, shrinkage=0.01)
+        return cls(mean, scale, d + 2.0, cov_type=cov_type, shrinkage=0.01)
 
     def astype(self, dtype) -> Prior:
         return Prior(
@@ -134,8 +150,8 @@ class Prior(eqx.Module):
 
 
 def _check_values(scale, dof, shrinkage, concentration, cov_type, d):
-    if not np.all(np.isfinite(scale)) or not np.isfinite(dof):
-        raise ValueError("the prior's scale and dof must be finite.")
+    if not (np.all(np.isfinite(scale)) and np.isfinite([dof, shrinkage, concentration]).all()):
+        raise ValueError("the prior's scale, dof, shrinkage and concentration must be finite.")
     min_dof = d - 1 if cov_type in ("full", "tied") else 0
     if not dof > min_dof:
         raise ValueError(
@@ -159,14 +175,17 @@ def _check_values(scale, dof, shrinkage, concentration, cov_type, d):
         raise ValueError("the prior's scale must be strictly positive.")
 
 
-def resolve_prior(prior, X, n_components: int, cov_type: str) -> Prior | None:
-    """`prior=` as the fitting functions take it: None, "mclust", or a `Prior` (checked)."""
+def resolve_prior(
+    prior, X, n_components: int, cov_type: str, *, n_features: int, sample_weight=None
+) -> Prior | None:
+    """`prior=` as the fitting functions take it: None, "mclust" (built from X and the sample
+    weights), or a `Prior` (checked against `cov_type` and `n_features`)."""
     if prior is None:
         return None
     if isinstance(prior, str):
         if prior != "mclust":
             raise ValueError(f'prior must be None, "mclust" or a gmmjax.Prior, got {prior!r}.')
-        return Prior.mclust(X, n_components, cov_type)
+        return Prior.mclust(X, n_components, cov_type, sample_weight=sample_weight)
     if not isinstance(prior, Prior):
         raise ValueError(f'prior must be None, "mclust" or a gmmjax.Prior, got {prior!r}.')
     if prior.cov_type != cov_type:
@@ -174,14 +193,23 @@ def resolve_prior(prior, X, n_components: int, cov_type: str) -> Prior | None:
             f"the prior is for cov_type={prior.cov_type!r} but the fit uses {cov_type!r}; "
             f"build it with cov_type={cov_type!r}."
         )
-    d = np.shape(X)[-1]
-    if prior.n_features != d:
-        raise ValueError(f"the prior is for {prior.n_features} features, X has {d}.")
+    if prior.n_features != n_features:
+        raise ValueError(f"the prior is for {prior.n_features} features, X has {n_features}.")
     return prior
+
+
+def check_matches(prior: Prior, cov_type: str) -> None:
+    """ValueError unless `prior` is for `cov_type` (its forms differ by covariance type)."""
+    if prior.cov_type != cov_type:
+        raise ValueError(
+            f"the prior is for cov_type={prior.cov_type!r}, the mixture is {cov_type!r}; "
+            f"build the prior with cov_type={cov_type!r}."
+        )
 
 
 def log_prior(gmm: GMM, prior: Prior, active=None) -> Float[Array, ""]:
     """log p(θ) under `prior` (see the module docstring); docs/math.md §2."""
+    check_matches(prior, gmm.cov_type)
     k, d = gmm.n_components, gmm.n_features
     dtype = gmm.means.dtype
     if active is None:

@@ -93,6 +93,14 @@ def select(
         if cov not in COV_TYPES:
             raise ValueError(f"cov_type must be one of {COV_TYPES}, got {cov!r}.")
     k_max = ks[-1]
+    if prior is not None and not isinstance(prior, str):
+        for cov in cov_types:
+            if getattr(prior, "cov_type", cov) != cov:
+                raise ValueError(
+                    f"a gmmjax.Prior is for one covariance type ({prior.cov_type!r}); pass "
+                    f'cov_types=("{prior.cov_type}",) or prior="mclust", which builds one per '
+                    "cov_type and K."
+                )
     if reg_covar is None:
         reg_covar = 0.0 if prior is not None else 1e-6
     before = n_compiled()
@@ -113,7 +121,9 @@ def select(
         w = prep.data.flat_weight[: prep.n_samples]
         total = float(jnp.sum(w))
         for k in ks:  # grid points, not restarts or iterations: all reuse one program
-            prior_k = resolve_prior(prior, X_data, k, cov)
+            prior_k = resolve_prior(
+                prior, X_data, k, cov, n_features=X_data.shape[1], sample_weight=w
+            )
             if prior_k is not None:
                 prep = dataclasses.replace(
                     prep, prior=prior_k.astype(prep.dtype).shifted(prep.offset)

@@ -28,9 +28,9 @@ from jaxtyping import Array, Bool, Float, Int
 class Status(enum.IntEnum):
     """Why a restart stopped."""
 
-    CONVERGED = 0  # the change in mean log-likelihood fell below tol
+    CONVERGED = 0  # the change in the objective fell below tol
     MAX_ITER_REACHED = 1  # ran max_iter steps without meeting tol
-    NON_FINITE = 2  # the log-likelihood or the parameters became NaN/inf
+    NON_FINITE = 2  # the objective or the parameters became NaN/inf
     DEGENERATE = 3  # a covariance lost positive definiteness or a component emptied
     PRUNED = 4  # stopped by successive halving: it trailed the other restarts
 
@@ -63,7 +63,7 @@ def succeeded(status) -> Array:
 
 
 _MESSAGES = {
-    Status.CONVERGED: "converged: the change in mean log-likelihood fell below tol",
+    Status.CONVERGED: "converged: the change in the objective fell below tol",
     Status.MAX_ITER_REACHED: "stopped at max_iter before meeting tol; raise max_iter or tol",
     Status.NON_FINITE: (
         "iterates became non-finite; use float64, rescale the data or raise reg_covar; "
@@ -74,7 +74,7 @@ _MESSAGES = {
         "definite); raise reg_covar or lower n_components; the last good parameters are returned"
     ),
     Status.PRUNED: (
-        "stopped early by successive halving: its log-likelihood trailed the other restarts'"
+        "stopped early by successive halving: its objective trailed the other restarts'"
     ),
 }
 
@@ -178,7 +178,7 @@ def advance(
             prev_value=value,
             history=s.history.at[t].set(value),
             evals_history=s.evals_history.at[t].set(s.evals + out.evals_value),
-            evals=s.evals + out.evals_value + out.evals_update,
+            evals=(s.evals + out.evals_value + out.evals_update).astype(s.evals.dtype),
             n_iter=jnp.where(broke, t, t + 1),
             status=status,
         )

@@ -113,9 +113,8 @@ def _second_moment_direct(X, resp, shift, cov_type):
 
 class Chunked(eqx.Module):
     """Rows of X split into equal chunks, padded with zero-weight rows: the in-memory data
-    source (possibly sharded over a mesh). A data source has `n_chunks`, `chunk(c)`,
-    `sum_chunks(fn, *args)`, `total_weight` and `mean_weight`; `_stream.Streamed` is the
-    host-resident one.
+    source (possibly sharded over a mesh). A data source has `n_chunks`, `sum_chunks(fn,
+    *args)`, `total_weight` and `mean_weight`; `_stream.Streamed` is the host-resident one.
 
     Attributes:
         X: (C, B, D) chunks of rows.
@@ -137,10 +136,6 @@ class Chunked(eqx.Module):
     @property
     def n_chunks(self) -> int:
         return self.X.shape[0]
-
-    def chunk(self, c) -> tuple[Array, Array]:
-        """Chunk c as (B, D) rows and (B,) weights."""
-        return self.X[c], self.weight[c]
 
     def sum_chunks(self, fn: Callable, *args):
         """Σ_c fn(X_c, w_c, c, *args) with `lax.scan` over the chunk arrays."""

@@ -37,7 +37,7 @@ _SCAN_ROWS = 2**20
 
 
 def is_host_stream(X) -> bool:
-    """Data that `fit_em` streams from the host instead of copying to the device."""
+    """Data that `fit` streams from the host instead of copying to the device."""
     return isinstance(X, np.memmap | Iterator)
 
 

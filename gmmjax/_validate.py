@@ -90,7 +90,7 @@ def _is_int(value) -> bool:
 def check_fit_options(
     *, n_samples, n_components, cov_type, init, n_restarts, max_iter, tol, reg_covar, chunk_size
 ):
-    """Scalar options of `fit_em` / `fit_gradient`; see their docstrings."""
+    """Scalar options of `fit` (via `FitConfig`); see its docstring."""
     if not _is_int(n_components) or n_components < 1:
         raise ValueError(f"n_components must be an integer >= 1, got {n_components!r}.")
     if n_components > n_samples:

@@ -229,3 +229,56 @@ def test_estimator_and_compare_take_the_prior():
     em_best, lbfgs_best = (r["best_value"] for r in c.rows)
     assert abs(em_best - lbfgs_best) < 1e-8
     assert c.rows[0]["compile_seconds"] > 0 and c.rows[0]["seconds"] > 0
+
+
+def test_mclust_prior_with_integer_weights_is_the_prior_of_repeated_rows():
+    X = blobs(2, n=50, d=3, k=2)
+    w = np.random.default_rng(0).integers(0, 4, 50)
+    for cov_type in ("full", "diag"):
+        weighted = gj.Prior.mclust(X, 2, cov_type, sample_weight=w)
+        repeated = gj.Prior.mclust(np.repeat(X, w, axis=0), 2, cov_type)
+        assert_close(weighted.mean, repeated.mean, rtol=1e-12)
+        assert_close(weighted.scale, repeated.scale, rtol=1e-12)
+
+
+def test_prior_mismatch_and_misuse_are_refused():
+    X = blobs(8, n=120, d=2, k=2)
+    full = gj.Prior.mclust(X, 2, "full")
+    with pytest.raises(ValueError, match="cov_type='diag'"):
+        gj.objective(random_gmm(1, 2, 2, "diag"), X, prior=full)
+    with pytest.raises(ValueError, match="cov_type='spherical'"):
+        gj.m_step(X, np.full((120, 2), 0.5), cov_type="spherical", prior=full)
+    with pytest.raises(ValueError, match="cov_types"):  # before fitting anything
+        gj.select(X, range(1, 3), key=jax.random.key(0), prior=full)
+    with pytest.raises(ValueError, match="collinear"):
+        gj.Prior.mclust(np.c_[X, X[:, :1] * 2.0], 2, "full")
+    with pytest.raises(ValueError, match="finite"):
+        gj.Prior(np.array([0.0, np.nan]), np.eye(2), 4.0, cov_type="full")
+    with pytest.raises(ValueError, match="finite"):
+        gj.Prior(np.zeros(2), np.eye(2), 4.0, cov_type="full", shrinkage=np.inf)
+    with pytest.raises(ValueError, match="only for the gradient methods"):
+        gj.fit(X, 2, key=jax.random.key(0), learning_rate=0.1)
+    with pytest.raises(ValueError, match="full-data objective"):
+        gj.fit(X, 2, key=jax.random.key(0), method="lbfgs", batch_size=16)
+    with pytest.raises(ValueError, match="method must be one of"):
+        gj.compare(X, 2, key=jax.random.key(0), methods=("em", "newton"))
+
+
+def test_iterator_input_takes_a_prior_object():
+    X = blobs(9, n=600, d=2, k=2)
+    prior = gj.Prior.mclust(X, 2, "full")
+    kw = dict(key=jax.random.key(1), n_restarts=2, max_iter=10, tol=0.0, prior=prior)
+    from_chunks = gj.fit_em(iter([X[:250], X[250:]]), 2, **kw)
+    assert np.all(np.isfinite(np.asarray(from_chunks.objective)))
+    with pytest.raises(ValueError, match="whole data set"):
+        gj.fit_em(iter([X[:250], X[250:]]), 2, **{**kw, "prior": "mclust"})
+
+
+def test_an_optax_lbfgs_object_climbs_the_objective():
+    import optax
+
+    X = blobs(4, n=300, d=2, k=2, sep=3.0)
+    kw = dict(key=jax.random.key(0), n_restarts=1, prior="mclust", max_iter=60)
+    named = gj.fit(X, 2, method="lbfgs", **kw)
+    given = gj.fit(X, 2, method=optax.lbfgs(), **kw)
+    assert abs(float(given.objective[0]) - float(named.objective[0])) < 1e-8

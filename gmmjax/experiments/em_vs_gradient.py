@@ -1,9 +1,10 @@
 """EM vs L-BFGS vs Adam vs SGD across separations, from the same starts.
 
 Per separation c (Dasgupta), one synthetic data set; every method starts each restart from
-the same parameters; histories are full-data mean log-likelihoods, work is counted in
-evaluations (line-search ones included) and seconds, and overlap is reported as the normalised
-entropy of the responsibilities at the solution.
+the same parameters and climbs the same objective (mean log-likelihood + log-prior / N with
+the default prior); histories are that full-data objective, work is counted in evaluations
+(line-search ones included) and seconds, and overlap is reported as the normalised entropy of
+the responsibilities at the solution.
 """
 
 from __future__ import annotations
