@@ -37,6 +37,13 @@ def resolve_method(method, batch_size: int | None = None) -> Method:
         if batch_size is not None:
             raise ValueError('batch_size is for the gradient methods, not method="em".')
         return EM()
+    if not isinstance(method, str) and all(
+        hasattr(method, name) for name in ("hyper", "init", "step", "to_gmm")
+    ):
+        if batch_size is not None:
+            raise ValueError("pass batch_size to the method object, not next to it.")
+        hash(method)  # compiled in as a static argument: a frozen dataclass, not a mutable one
+        return method
     if isinstance(method, str) and method not in METHOD_NAMES:
         raise ValueError(
             f"method must be one of {METHOD_NAMES}, an optax.GradientTransformation or a "

@@ -92,7 +92,9 @@ def test_map_m_step_maximises_the_penalised_q(cov_type, kind):
         assert float(penalised_q(bumped)) < best
 
 
-@pytest.mark.parametrize("kind", ["mclust-like", "dirichlet-and-strong-mean"])
+@pytest.mark.parametrize(
+    "kind", [pytest.param("mclust-like", marks=pytest.mark.slow), "dirichlet-and-strong-mean"]
+)
 def test_map_em_is_monotone_and_q_plus_entropy_is_the_objective(cov_type, kind):
     X = blobs(21, n=800, d=2, k=3, sep=1.0)
     prior = _prior(cov_type, 2, **PRIORS[kind])
@@ -138,6 +140,15 @@ def test_no_prior_objective_is_the_mean_log_likelihood():
     )
 
 
+@pytest.mark.parametrize(
+    "cov_type",
+    [
+        "full",
+        "spherical",
+        pytest.param("tied", marks=pytest.mark.slow),
+        pytest.param("diag", marks=pytest.mark.slow),
+    ],
+)
 def test_em_and_lbfgs_meet_at_the_same_point(cov_type):
     """From the same start on the same penalised objective, EM and L-BFGS converge to the same
     parameters (1e-6) and objective (1e-10)."""
@@ -282,3 +293,42 @@ def test_an_optax_lbfgs_object_climbs_the_objective():
     named = gj.fit(X, 2, method="lbfgs", **kw)
     given = gj.fit(X, 2, method=optax.lbfgs(), **kw)
     assert abs(float(given.objective[0]) - float(named.objective[0])) < 1e-8
+
+
+def test_a_new_method_plugs_in_with_one_class():
+    """A method written outside the library (plain EM steps counted twice as expensive) gets
+    restarts, priors, halving and the solver's statuses from `fit`."""
+    import dataclasses
+
+    from gmmjax._em import m_step_from_statistics, streamed_e_statistics
+    from gmmjax._solver import OK, StepOutput
+
+    @dataclasses.dataclass(frozen=True)
+    class SlowEM:
+        name = "slow_em"
+        default_max_iter = 50
+        default_tol = 1e-8
+
+        def hyper(self, options):
+            return {}
+
+        def init(self, gmm, key, problem, hyper):
+            return gmm, None
+
+        def step(self, gmm, aux, problem, hyper):
+            stats, ll = streamed_e_statistics(gmm, problem.data)
+            new = m_step_from_statistics(
+                stats, cov_type=gmm.cov_type, reg_covar=0.0, prior=problem.prior
+            )
+            return StepOutput(new, aux, problem.value(gmm, ll), OK, evals_value=2.0)
+
+        def to_gmm(self, params):
+            return params
+
+    X = blobs(7, n=300, d=2, k=2)
+    kw = dict(key=jax.random.key(0), n_restarts=4, prior="mclust", tol=1e-8, max_iter=50)
+    mine = gj.fit(X, 2, method=SlowEM(), halving_every=5, **kw)
+    em = gj.fit(X, 2, method="em", halving_every=5, **kw)
+    assert_close(mine.history, em.history, rtol=1e-12)
+    assert_close(mine.n_evals, 2 * np.asarray(em.n_evals), rtol=0)
+    assert np.array_equal(np.asarray(mine.status), np.asarray(em.status))

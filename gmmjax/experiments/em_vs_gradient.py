@@ -100,7 +100,7 @@ def figures(config, records, out):
                 yscale="log",
                 title=f"c = {c:g} (entropy {ent:.2f})",
                 xlabel="iteration" if kind == "gap_vs_iteration" else "seconds",
-                ylabel="best ℓ/N − ℓ/N",
+                ylabel="best f − f (objective per sample)",
             )
             if kind == "gap_vs_iteration":
                 ax.set_xscale("symlog", linthresh=10)
