@@ -67,7 +67,9 @@ def figures(config, records, out):
         for m in dict.fromkeys(r["method"] for r in records):
             rs = [r for r in records if r["dataset"] == name and r["method"] == m]
             draw_gap_curve(ax, rs, m, "seconds")
-        ax.set(yscale="log", title=name, xlabel="seconds", ylabel="best f − f (objective per sample)")
+        ax.set(
+            yscale="log", title=name, xlabel="seconds", ylabel="best f − f (objective per sample)"
+        )
         ax.set_xlim(left=0)
         _plots.legend(ax, title="restarts in the best basin")
     return [_plots.save(fig, out / "gap_vs_seconds.png")]
