@@ -32,6 +32,9 @@ class EM:
     default_tol: ClassVar[float] = 1e-3
 
     def hyper(self, options: dict) -> dict:
+        given = [name for name, value in options.items() if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: only for the gradient methods, not EM.")
         return {}
 
     def init(self, gmm: GMM, key, problem: Problem, hyper):

@@ -16,6 +16,7 @@ from ._gradient import Gradient
 from ._method import Method, Problem
 from ._params import GMM
 from ._prepare import PreparedFit, fit_input
+from ._prior import default_reg_covar
 from ._program import fit_program
 from ._result import FitResult, make_result
 from ._stream import is_host_stream
@@ -25,14 +26,6 @@ METHOD_NAMES = ("em", "lbfgs", "adam", "sgd")
 
 def resolve_method(method, batch_size: int | None = None) -> Method:
     """`method=` as `fit` takes it: a name, an optax transformation, or a method object."""
-    if isinstance(method, Gradient):
-        if batch_size is not None:
-            raise ValueError("pass batch_size to gmmjax.Gradient(...), not next to it.")
-        return method
-    if isinstance(method, EM):
-        if batch_size is not None:
-            raise ValueError("batch_size is for the gradient methods, not EM.")
-        return method
     if isinstance(method, str) and method == "em":
         if batch_size is not None:
             raise ValueError('batch_size is for the gradient methods, not method="em".')
@@ -41,7 +34,7 @@ def resolve_method(method, batch_size: int | None = None) -> Method:
         hasattr(method, name) for name in ("hyper", "init", "step", "to_gmm")
     ):
         if batch_size is not None:
-            raise ValueError("pass batch_size to the method object, not next to it.")
+            raise ValueError("pass batch_size to the method object (gmmjax.Gradient(...)).")
         hash(method)  # compiled in as a static argument: a frozen dataclass, not a mutable one
         return method
     if isinstance(method, str) and method not in METHOD_NAMES:
@@ -155,16 +148,11 @@ def _fit(X, n_components, *, key, method, timing=None, **options) -> FitResult:
         if options["mesh"] is not None and jax.process_count() > 1:
             # Minibatch rows are drawn by index below N, which assumes the padding comes last.
             raise ValueError("batch_size is not supported with several processes.")
-    numbers = {"learning_rate": options.pop("learning_rate"), "grad_tol": options.pop("grad_tol")}
-    if isinstance(method, EM):
-        given = [name for name, value in numbers.items() if value is not None]
-        if given:
-            raise ValueError(f"{', '.join(given)}: only for the gradient methods, not EM.")
-    hyper = method.hyper(numbers)
+    hyper = method.hyper(
+        {"learning_rate": options.pop("learning_rate"), "grad_tol": options.pop("grad_tol")}
+    )
     prior = options.pop("prior")
-    reg_covar = options.pop("reg_covar")
-    if reg_covar is None:
-        reg_covar = 0.0 if prior is not None else 1e-6
+    reg_covar = default_reg_covar(options.pop("reg_covar"), prior)
     max_iter = options.pop("max_iter")
     tol = options.pop("tol")
     config = FitConfig(

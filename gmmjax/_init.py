@@ -17,7 +17,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ._em import m_step_from_statistics
 from ._likelihood import matmul_precision, squared_distances
 from ._params import GMM
-from ._prior import resolve_prior
+from ._prior import default_reg_covar, resolve_prior
 from ._stats import (
     Chunked,
     SufficientStatistics,
@@ -200,8 +200,7 @@ def initialize(
         ValueError: for invalid X or options.
     """
     X = check_data(X)
-    if reg_covar is None:
-        reg_covar = 0.0 if prior is not None else 1e-6
+    reg_covar = default_reg_covar(reg_covar, prior)
     check_fit_options(
         n_samples=X.shape[0],
         n_components=n_components,

@@ -25,7 +25,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from ._em import streamed_log_likelihood
 from ._objective import penalised
 from ._params import GMM
-from ._prior import Prior, log_prior
+from ._prior import Prior
 from ._solver import StepOutput
 from ._stats import Chunked
 from ._stream import Streamed
@@ -58,10 +58,10 @@ class Problem(eqx.Module):
         return penalised(total_log_likelihood, gmm, self.prior, self.total_weight, self.active)
 
     def prior_term(self, gmm: GMM) -> Float[Array, ""]:
-        """log p(θ) / Σ_i w_i (0 without a prior)."""
-        if self.prior is None:
-            return jnp.zeros((), self.total_weight.dtype)
-        return log_prior(gmm, self.prior, self.active) / self.total_weight
+        """log p(θ) / Σ_i w_i (0 without a prior): f without its log-likelihood."""
+        return penalised(
+            jnp.zeros_like(self.total_weight), gmm, self.prior, self.total_weight, self.active
+        )
 
     def objective(self, gmm: GMM) -> tuple[Float[Array, ""], Float[Array, ""]]:
         """(f(θ), mean log-likelihood) over all the data: one pass."""

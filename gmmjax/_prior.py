@@ -188,14 +188,18 @@ def resolve_prior(
         return Prior.mclust(X, n_components, cov_type, sample_weight=sample_weight)
     if not isinstance(prior, Prior):
         raise ValueError(f'prior must be None, "mclust" or a gmmjax.Prior, got {prior!r}.')
-    if prior.cov_type != cov_type:
-        raise ValueError(
-            f"the prior is for cov_type={prior.cov_type!r} but the fit uses {cov_type!r}; "
-            f"build it with cov_type={cov_type!r}."
-        )
+    check_matches(prior, cov_type)
     if prior.n_features != n_features:
         raise ValueError(f"the prior is for {prior.n_features} features, X has {n_features}.")
     return prior
+
+
+def default_reg_covar(reg_covar, prior):
+    """`reg_covar=None` means scikit-learn's 1e-6 without a prior and 0 with one (the prior
+    keeps covariances regular, and 0 makes EM climb exactly the objective)."""
+    if reg_covar is not None:
+        return reg_covar
+    return 0.0 if prior is not None else 1e-6
 
 
 def check_matches(prior: Prior, cov_type: str) -> None:
@@ -225,6 +229,9 @@ def log_prior(gmm: GMM, prior: Prior, active=None) -> Float[Array, ""]:
 
     U = gmm.precisions_cholesky
     half_logdet_prec = log_det_precision_cholesky(U, gmm.cov_type, d)  # −½ log|Σ_k|, (K,) / ()
+    # (μ_k − m)ᵀ Σ_k⁻¹ (μ_k − m), K numbers: formed from explicit differences rather than by
+    # `_likelihood.squared_mahalanobis`, whose float64 expansion (built for N x K products)
+    # cancels and clamps at 0 exactly where μ_k ≈ m.
     diff = gmm.means - prior.mean  # (K, D)
     if gmm.cov_type == "full":
         maha = jnp.sum(jnp.square(jnp.einsum("kd,kde->ke", diff, U)), axis=-1)

@@ -22,7 +22,7 @@ from ._likelihood import log_likelihood
 from ._objective import objective
 from ._params import COV_TYPES, GMM
 from ._prepare import prepare_fit
-from ._prior import resolve_prior
+from ._prior import default_reg_covar, resolve_prior
 from ._program import n_compiled
 from ._solver import Status
 
@@ -101,8 +101,7 @@ def select(
                     f'cov_types=("{prior.cov_type}",) or prior="mclust", which builds one per '
                     "cov_type and K."
                 )
-    if reg_covar is None:
-        reg_covar = 0.0 if prior is not None else 1e-6
+    reg_covar = default_reg_covar(reg_covar, prior)
     before = n_compiled()
     rows, models = [], {}
     for cov in cov_types:
