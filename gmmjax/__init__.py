@@ -10,6 +10,7 @@ from ._criteria import aic as aic
 from ._criteria import bic as bic
 from ._criteria import icl as icl
 from ._criteria import n_parameters as n_parameters
+from ._daarem import DAAREM as DAAREM
 from ._datasets import load_dataset as load_dataset
 from ._datasets import make_mixture as make_mixture
 from ._em import e_step as e_step
@@ -23,6 +24,7 @@ from ._fit import fit as fit
 from ._fit import fit_em as fit_em
 from ._fit import fit_gradient as fit_gradient
 from ._gradient import Gradient as Gradient
+from ._incremental_em import IncrementalEM as IncrementalEM
 from ._init import initialize as initialize
 from ._io import load as load
 from ._io import save as save
@@ -30,6 +32,7 @@ from ._likelihood import component_log_prob as component_log_prob
 from ._likelihood import log_likelihood as log_likelihood
 from ._likelihood import log_prob as log_prob
 from ._objective import objective as objective
+from ._online_em import OnlineEM as OnlineEM
 from ._params import GMM as GMM
 from ._prior import Prior as Prior
 from ._result import FitResult as FitResult
@@ -37,6 +40,7 @@ from ._sample import sample as sample
 from ._select import Selection as Selection
 from ._select import select as select
 from ._solver import Status as Status
+from ._squarem import SQUAREM as SQUAREM
 from ._stats import SufficientStatistics as SufficientStatistics
 from ._stats import sufficient_statistics as sufficient_statistics
 from ._transforms import Unconstrained as Unconstrained

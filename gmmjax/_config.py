@@ -8,6 +8,7 @@ them reuses the compiled program.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from ._halving import check_halving, halving_schedule
 from ._validate import check_fit_options
@@ -25,6 +26,8 @@ class FitConfig:
     tol: float = 1e-3
     reg_covar: float = 1e-6
     chunk_size: int | None = None
+    # A method's own rows-per-chunk rule (online / incremental EM), used when chunk_size is None.
+    chunk_rule: Callable[[int], int] | None = None
     halving_every: int | None = None
     halving_survivors: int = 1
 

@@ -12,15 +12,61 @@ import dataclasses
 from typing import ClassVar
 
 import jax.numpy as jnp
+from jaxtyping import Array
 
 from ._em import m_step_from_statistics, streamed_e_statistics
 from ._method import Problem, all_finite
 from ._params import GMM
 from ._solver import OK, Status, StepOutput
+from ._transforms import Unconstrained, from_unconstrained, to_unconstrained
 
 # A component whose responsibilities sum to less than this many (average-weight) samples is
 # numerically empty.
 _EMPTY_COMPONENT = 1e-10
+
+
+def em_map(gmm: GMM, problem: Problem) -> tuple[GMM, Array, Array]:
+    """One EM update θ -> M(θ) in one fused pass: (M(θ), f(θ), failure code).
+
+    f(θ) is the objective of the *input*, a by-product of the E-step. The failure code is OK,
+    Status.NON_FINITE or Status.DEGENERATE (a covariance not positive definite or, without a
+    prior, a component with no responsibility left). Every member of the EM family calls it.
+    """
+    stats, ll = streamed_e_statistics(gmm, problem.data)
+    new, failure = m_step_checked(stats, gmm.cov_type, problem)
+    return new, problem.value(gmm, ll), failure
+
+
+def m_step_checked(stats, cov_type: str, problem: Problem) -> tuple[GMM, Array]:
+    """`m_step_from_statistics` with the problem's prior, mask and reg_covar, and its failure
+    code (see `em_map`)."""
+    new = m_step_from_statistics(
+        stats,
+        cov_type=cov_type,
+        reg_covar=problem.reg_covar,
+        active=problem.active,
+        prior=problem.prior,
+    )
+    moments_ok = all_finite((new.weights, new.means, new.covariances))
+    # Positive definiteness is read off the Cholesky factor: NaN when it failed. Without a
+    # prior an emptied component has no defined M-step; with one it sits at the prior.
+    collapsed = ~jnp.all(jnp.isfinite(new.precisions_cholesky))
+    if problem.prior is None:
+        mean_weight = problem.data.mean_weight
+        empty = problem.active & (stats.s0 < _EMPTY_COMPONENT * mean_weight)
+        collapsed = collapsed | jnp.any(empty)
+    failure = jnp.where(moments_ok, jnp.where(collapsed, Status.DEGENERATE, OK), Status.NON_FINITE)
+    return new, failure
+
+
+def only_own_options(options: dict, name: str) -> None:
+    """ValueError for gradient options (learning_rate, grad_tol) given to an EM-family method."""
+    given = [key for key, value in options.items() if value is not None]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)}: only for the gradient methods, not {name}; options of the "
+            "EM family are set on the method object."
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,35 +78,33 @@ class EM:
     default_tol: ClassVar[float] = 1e-3
 
     def hyper(self, options: dict) -> dict:
-        given = [name for name, value in options.items() if value is not None]
-        if given:
-            raise ValueError(f"{', '.join(given)}: only for the gradient methods, not EM.")
+        only_own_options(options, self.name)
         return {}
 
     def init(self, gmm: GMM, key, problem: Problem, hyper):
         return gmm, None
 
     def step(self, gmm: GMM, aux, problem: Problem, hyper) -> StepOutput:
-        stats, ll = streamed_e_statistics(gmm, problem.data)
-        new = m_step_from_statistics(
-            stats,
-            cov_type=gmm.cov_type,
-            reg_covar=problem.reg_covar,
-            active=problem.active,
-            prior=problem.prior,
-        )
-        moments_ok = all_finite((new.weights, new.means, new.covariances))
-        # Positive definiteness is read off the Cholesky factor: NaN when it failed. Without a
-        # prior an emptied component has no defined M-step; with one it sits at the prior.
-        collapsed = ~jnp.all(jnp.isfinite(new.precisions_cholesky))
-        if problem.prior is None:
-            mean_weight = problem.data.mean_weight
-            empty = problem.active & (stats.s0 < _EMPTY_COMPONENT * mean_weight)
-            collapsed = collapsed | jnp.any(empty)
-        failure = jnp.where(
-            moments_ok, jnp.where(collapsed, Status.DEGENERATE, OK), Status.NON_FINITE
-        )
-        return StepOutput(new, aux, problem.value(gmm, ll), failure)
+        new, value, failure = em_map(gmm, problem)
+        return StepOutput(new, aux, value, failure)
 
     def to_gmm(self, params: GMM) -> GMM:
         return params
+
+
+def unconstrained_em_map(u: Unconstrained, problem: Problem):
+    """`em_map` in the unconstrained coordinates of `_transforms.py` (logits, means,
+    log-Cholesky factors), where every point is a valid GMM: the fixed-point map that SQUAREM
+    and DAAREM extrapolate. Returns (F(u), f(u), failure code)."""
+    new, value, failure = em_map(from_unconstrained(u), problem)
+    return to_unconstrained(new), value, failure
+
+
+def check_option(name: str, value, *, low: float, inclusive: bool = True) -> float:
+    """A method option as a float, ValueError when it is not a number ≥ (or >) `low`."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = ok and (value >= low if inclusive else value > low)
+    if not ok:
+        relation = ">=" if inclusive else ">"
+        raise ValueError(f"{name} must be a number {relation} {low}, got {value!r}.")
+    return float(value)

@@ -11,25 +11,41 @@ from jax.sharding import Mesh
 from jaxtyping import PRNGKeyArray
 
 from ._config import FitConfig
+from ._daarem import DAAREM
 from ._em_method import EM
 from ._gradient import Gradient
+from ._incremental_em import IncrementalEM
 from ._method import Method, Problem
+from ._online_em import OnlineEM
 from ._params import GMM
 from ._prepare import PreparedFit, fit_input
 from ._prior import default_reg_covar
 from ._program import fit_program
 from ._result import FitResult, make_result
+from ._squarem import SQUAREM
 from ._stream import is_host_stream
 
-METHOD_NAMES = ("em", "lbfgs", "adam", "sgd")
+# The EM family by name, with default options; the gradient methods' names follow.
+EM_FAMILY = {
+    "em": EM,
+    "squarem": SQUAREM,
+    "daarem": DAAREM,
+    "online_em": OnlineEM,
+    "incremental_em": IncrementalEM,
+}
+METHOD_NAMES = tuple(EM_FAMILY) + ("lbfgs", "adam", "sgd")
 
 
 def resolve_method(method, batch_size: int | None = None) -> Method:
     """`method=` as `fit` takes it: a name, an optax transformation, or a method object."""
-    if isinstance(method, str) and method == "em":
+    if isinstance(method, str) and method in EM_FAMILY:
+        if method == "online_em":
+            return OnlineEM(batch_size=batch_size)
         if batch_size is not None:
-            raise ValueError('batch_size is for the gradient methods, not method="em".')
-        return EM()
+            raise ValueError(
+                f'batch_size is for the gradient methods and "online_em", not {method!r}.'
+            )
+        return EM_FAMILY[method]()
     if not isinstance(method, str) and all(
         hasattr(method, name) for name in ("hyper", "init", "step", "to_gmm")
     ):
@@ -148,6 +164,17 @@ def _fit(X, n_components, *, key, method, timing=None, **options) -> FitResult:
         if options["mesh"] is not None and jax.process_count() > 1:
             # Minibatch rows are drawn by index below N, which assumes the padding comes last.
             raise ValueError("batch_size is not supported with several processes.")
+    chunk_rule = getattr(method, "rows_per_chunk", None)
+    if chunk_rule is not None:
+        # Online and incremental EM visit the data chunk by chunk: the chunk is their
+        # minibatch or block, so its size is theirs to set.
+        if options["chunk_size"] is not None:
+            raise ValueError(
+                f"{method.name} sets the chunk size from its own batch_size / n_blocks; drop "
+                "chunk_size."
+            )
+        if options["mesh"] is not None:
+            raise ValueError(f"{method.name} runs on one device; drop mesh.")
     hyper = method.hyper(
         {"learning_rate": options.pop("learning_rate"), "grad_tol": options.pop("grad_tol")}
     )
@@ -164,6 +191,7 @@ def _fit(X, n_components, *, key, method, timing=None, **options) -> FitResult:
         tol=method.default_tol if tol is None else tol,
         reg_covar=reg_covar,
         chunk_size=options.pop("chunk_size"),
+        chunk_rule=chunk_rule,
         halving_every=options.pop("halving_every"),
         halving_survivors=options.pop("halving_survivors"),
     )
@@ -193,7 +221,9 @@ def run_prepared(
         prep.count(prep.n_samples),
     )
     tol = prep.scalar(config.tol)
-    args = (problem, prep.keys, prep.init_params, tol, prep.traced(hyper), prep.init_data)
+    # Every method may read the run's planned length (online EM averages its later part).
+    hyper = prep.traced({**hyper, "max_iter": config.max_iter})
+    args = (problem, prep.keys, prep.init_params, tol, hyper, prep.init_data)
     static = dict(
         method=method,
         n_components=config.n_components,

@@ -43,6 +43,17 @@ def default_chunk_size(n_samples: int, n_restarts: int, n_components: int) -> in
     return min(n_samples, 1 << (rows.bit_length() - 1))
 
 
+def chunk_rows_for(config: FitConfig, n_samples: int) -> int:
+    """Rows per chunk: the user's chunk_size, else the method's rule, else the default."""
+    if config.chunk_size is not None:
+        rows = config.chunk_size
+    elif config.chunk_rule is not None:
+        rows = config.chunk_rule(n_samples)
+    else:
+        rows = default_chunk_size(n_samples, config.n_restarts, config.n_components)
+    return min(n_samples, rows)
+
+
 class PreparedFit(eqx.Module):
     """Validated, centred and chunked input, the same for every method."""
 
@@ -131,8 +142,8 @@ def prepare_fit(
         offset = offset / jnp.sum(weight)
     else:
         offset = jnp.asarray(global_sum(offset) / global_sum(jnp.sum(weight)), X.dtype)
-    n_restarts, k = config.n_restarts, config.n_components
-    rows = min(n, config.chunk_size or default_chunk_size(n, n_restarts, k))
+    n_restarts = config.n_restarts
+    rows = chunk_rows_for(config, n)
     if mesh is None:
         data = chunk_rows(X - offset, weight, rows)
     else:
@@ -187,7 +198,7 @@ def fit_input(
     n_restarts, k = config.n_restarts, config.n_components
 
     def rows_for(n):
-        return min(n, config.chunk_size or default_chunk_size(n, n_restarts, k))
+        return chunk_rows_for(config, n)
 
     seed = int(jax.random.randint(jax.random.fold_in(key, 2**20), (), 0, 2**31 - 1))
     with open_host_data(X, sample_weight=sample_weight, rows_for=rows_for, seed=seed) as host:

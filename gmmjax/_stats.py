@@ -111,10 +111,49 @@ def _second_moment_direct(X, resp, shift, cov_type):
     return jnp.sum(weighted * diff, axis=0)
 
 
+def reshift(stats: SufficientStatistics, shift: Float[Array, "k d"]) -> SufficientStatistics:
+    """The same statistics taken about a new `shift` c' (exact algebra, no data pass).
+
+    With Δ_k = c'_k − c_k:  s1' = s1 − s0 Δ,  s2' = s2 − Δ s1ᵀ − s1 Δᵀ + s0 Δ Δᵀ
+    (diag/spherical keep the diagonal, tied sums over k). Online and incremental EM keep
+    statistics gathered under earlier means; moving them to the current means before the
+    M-step keeps δ = s1/s0 small, as the module docstring asks for float32.
+    """
+    delta = shift - stats.shift
+    s0, s1 = stats.s0, stats.s1
+    if stats.s2.ndim == 3:  # full
+        cross = jnp.einsum("kd,ke->kde", delta, s1)
+        outer = s0[:, None, None] * jnp.einsum("kd,ke->kde", delta, delta)
+        s2 = stats.s2 - cross - jnp.swapaxes(cross, -1, -2) + outer
+    elif stats.s2.shape == s1.shape:  # diag / spherical: diagonals only
+        s2 = stats.s2 - 2.0 * delta * s1 + s0[:, None] * jnp.square(delta)
+    else:  # tied: (D, D), summed over components
+        cross = jnp.einsum("kd,ke->de", delta, s1)
+        s2 = stats.s2 - cross - cross.T + jnp.einsum("k,kd,ke->de", s0, delta, delta)
+    return SufficientStatistics(s0, s1 - s0[:, None] * delta, s2, shift)
+
+
+def zero_statistics(shift: Float[Array, "k d"], cov_type: str) -> SufficientStatistics:
+    """Statistics of no rows (all zeros) about `shift`, s2 in the shape `cov_type` needs."""
+    k, d = shift.shape
+    s2_shape = {"full": (k, d, d), "tied": (d, d)}.get(cov_type, (k, d))
+    zeros = jnp.zeros_like(shift)
+    return SufficientStatistics(zeros[:, 0], zeros, jnp.zeros(s2_shape, shift.dtype), shift)
+
+
+def scaled(stats: SufficientStatistics, factor) -> SufficientStatistics:
+    """The statistics of `factor` times the weights: s0, s1, s2 multiplied, shift kept."""
+    return SufficientStatistics(
+        stats.s0 * factor, stats.s1 * factor, stats.s2 * factor, stats.shift
+    )
+
+
 class Chunked(eqx.Module):
     """Rows of X split into equal chunks, padded with zero-weight rows: the in-memory data
     source (possibly sharded over a mesh). A data source has `n_chunks`, `sum_chunks(fn,
-    *args)`, `total_weight` and `mean_weight`; `_stream.Streamed` is the host-resident one.
+    *args)`, `total_weight` and `mean_weight`, and for the methods that visit it in pieces
+    `chunk(c)`, `batch_order(key)` and `batch(order, j)`; `_stream.Streamed` is the
+    host-resident one.
 
     Attributes:
         X: (C, B, D) chunks of rows.
@@ -151,6 +190,22 @@ class Chunked(eqx.Module):
         chunks = (self.X, self.weight, jnp.arange(self.n_chunks))
         total, _ = jax.lax.scan(body, zeros, chunks)
         return total
+
+    def chunk(self, c) -> tuple[Array, Array]:
+        """Chunk c (traced index) as (B, D) rows and (B,) weights."""
+        return self.X[c], self.weight[c]
+
+    def batch_order(self, key) -> Array:
+        """A random visiting order for one pass in minibatches of B rows: (C, B) row indices,
+        a permutation of all rows (padding included), so each minibatch is a uniform draw
+        without replacement whatever order the rows were given in."""
+        n_rows = self.X.shape[0] * self.X.shape[1]
+        return jax.random.permutation(key, n_rows).reshape(self.X.shape[:2])
+
+    def batch(self, order: Array, j) -> tuple[Array, Array]:
+        """Minibatch j of the pass `order` (from `batch_order`): (B, D) rows, (B,) weights."""
+        idx = order[j]
+        return self.flat_X[idx], self.flat_weight[idx]
 
     @property
     def flat_X(self) -> Float[Array, "n d"]:

@@ -97,6 +97,15 @@ class Streamed(eqx.Module):
         total, _ = jax.lax.scan(body, zeros, jnp.arange(self.n_chunks))
         return total
 
+    def batch_order(self, key) -> Array:
+        """A random visiting order of the chunks for one pass in minibatches: (C,). Rows keep
+        their order on disk inside a chunk, so store them shuffled for online EM."""
+        return jax.random.permutation(key, self.n_chunks)
+
+    def batch(self, order: Array, j) -> tuple[Array, Array]:
+        """Minibatch j of the pass `order`: chunk order[j], read from the host."""
+        return self.chunk(order[j])
+
     def chunk(self, c) -> tuple[Array, Array]:
         """Chunk c as (B, D) rows and (B,) weights, read from the host."""
         shapes = (
