@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("-k", type=int, required=True, help="number of components")
     fit.add_argument("--cov", default="full", choices=("full", "diag", "spherical", "tied"))
     fit.add_argument("--restarts", type=int, default=16)
-    fit.add_argument("--method", default="em", choices=("em", "lbfgs", "adam", "sgd"))
+    # Spelled out (not imported from gmmjax._fit) so that `gmmjax --help` need not import jax.
+    methods = ("em", "squarem", "daarem", "online_em", "incremental_em", "lbfgs", "adam", "sgd")
+    fit.add_argument("--method", default="em", choices=methods)
     fit.add_argument("--max-iter", type=int, default=500)
     fit.add_argument("--tol", type=float, default=1e-6)
     fit.add_argument("--seed", type=int, default=0)

@@ -24,7 +24,11 @@ def faithful():
     return np.asarray(X, np.float64)
 
 
-@pytest.fixture(scope="module", params=[1.0, 0.5], ids=["c=1", "c=0.5"])
+@pytest.fixture(
+    scope="module",
+    params=[1.0, pytest.param(0.5, marks=pytest.mark.slow)],
+    ids=["c=1", "c=0.5"],
+)
 def em_optimum(request):
     """Three components at separation c (600 rows), EM from three k-means++ starts run to its
     fixed point (tol 0, 3000 steps). How many passes each method needs is measured in
@@ -88,7 +92,10 @@ def test_online_em_with_one_batch_and_unit_steps_is_em(faithful):
         assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("cov_type", ["full", "diag", "spherical", "tied"])
+@pytest.mark.parametrize(
+    "cov_type",
+    ["full", *(pytest.param(c, marks=pytest.mark.slow) for c in ("diag", "spherical", "tied"))],
+)
 def test_incremental_em_with_one_block_is_em(cov_type):
     X = blobs(3, n=300, d=3, k=3)
     kw = dict(key=KEY, cov_type=cov_type, n_restarts=2, prior="mclust", tol=0.0, max_iter=15)
@@ -99,7 +106,14 @@ def test_incremental_em_with_one_block_is_em(cov_type):
         assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("method", ["squarem", "daarem", gj.IncrementalEM(n_blocks=4)])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "squarem",
+        pytest.param("daarem", marks=pytest.mark.slow),
+        pytest.param(gj.IncrementalEM(n_blocks=4), marks=pytest.mark.slow),
+    ],
+)
 def test_vmapped_equals_sequential(faithful, method):
     kw = dict(key=KEY, prior="mclust", tol=1e-10, max_iter=40)
     start = gj.initialize(faithful, 2, key=jax.random.split(KEY, 3), prior="mclust")
@@ -111,6 +125,7 @@ def test_vmapped_equals_sequential(faithful, method):
         assert_close(alone.objective[0], together.objective[r], rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_online_em_order_is_reproducible_and_keyed(faithful):
     method = gj.OnlineEM(batch_size=32)
     kw = dict(method=method, n_restarts=2, prior="mclust", tol=0.0, max_iter=3)
@@ -196,3 +211,17 @@ def test_bad_options_are_refused_before_tracing(faithful, kwargs, match):
 def test_daarem_order_is_a_positive_integer(bad):
     with pytest.raises(ValueError, match="order"):
         gj.DAAREM(**bad)
+
+
+@pytest.mark.slow
+def test_compare_runs_the_family_beside_the_gradient_methods(faithful):
+    methods = ("em", "squarem", "daarem", "online_em", "incremental_em", "lbfgs")
+    c = gj.compare(
+        faithful, 2, key=KEY, methods=methods, n_restarts=2, max_iter=60, tol=1e-8, prior="mclust"
+    )
+    rows = {r["method"]: r for r in c.rows}
+    assert set(rows) == set(methods)
+    # faithful with K = 2 has one basin from these starts: every batch method reaches it.
+    for m in ("em", "squarem", "daarem", "incremental_em", "lbfgs"):
+        assert rows[m]["reach_best"] == 1.0, m
+        assert np.isfinite(rows[m]["evals_to_best"]), m

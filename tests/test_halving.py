@@ -74,7 +74,7 @@ def test_bad_halving_options(fits, every, survivors, match):
         gj.fit_em(X, 4, halving_every=every, halving_survivors=survivors, **kw)
 
 
-@pytest.mark.parametrize("method", ["em", "lbfgs"])
+@pytest.mark.parametrize("method", ["em", pytest.param("lbfgs", marks=pytest.mark.slow)])
 def test_tol_carries_across_stages(method):
     """With tol > 0 the solver state carries the tol test across cuts: every restart that
     survives to the end has the plain loop's history, n_iter and status, and restarts that

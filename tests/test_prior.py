@@ -85,6 +85,7 @@ def test_map_em_replicates_mclust_from_its_start(row):
     assert loglik == pytest.approx(row["loglik_at_params"], rel=1e-10)
 
 
+@pytest.mark.slow
 def test_em_reaches_mclust_map_objective_on_iris():
     """Best of 32 k-means++ MAP-EM restarts (one program per cov_type) reaches at least the
     penalised objective of mclust's fit in every (model, G) cell, and the parameter counts

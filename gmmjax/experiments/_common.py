@@ -120,9 +120,9 @@ def method_rows(records: list[dict], keys: tuple[str, ...]) -> list[dict]:
 
 
 def draw_gap_curve(ax, records: list[dict], method: str, x_axis: str) -> None:
-    """Median and IQR of (best ℓ/N − ℓ/N) against iterations or seconds for one method's
-    restarts of one setting, over the restarts that end in the best basin (the legend says
-    how many); x_axis is "iteration" or "seconds"."""
+    """Median and IQR of (best ℓ/N − ℓ/N) against iterations, passes over the data or seconds
+    for one method's restarts of one setting, over the restarts that end in the best basin
+    (the legend says how many); x_axis is "iteration", "evals" or "seconds"."""
     total = len(records)
     records = in_best_basin(records)
     if not records:
@@ -136,6 +136,8 @@ def draw_gap_curve(ax, records: list[dict], method: str, x_axis: str) -> None:
         x = np.arange(length)
     else:
         evals = _plots.padded([r["evals"] for r in records], length)
-        x = np.nanmedian(evals * np.array([[r["seconds_per_eval"]] for r in records]), 0)
+        if x_axis == "seconds":
+            evals = evals * np.array([[r["seconds_per_eval"]] for r in records])
+        x = np.nanmedian(evals, 0)
     label = f"{method} ({len(records)}/{total})"
     _plots.band(ax, x, gap, label=label, c=_plots.colour(method))

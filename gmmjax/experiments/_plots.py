@@ -9,11 +9,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-METHOD_COLOURS = {"em": "C0", "lbfgs": "C1", "adam": "C2", "sgd": "C3"}
+METHOD_COLOURS = {
+    "em": "C0",
+    "lbfgs": "C1",
+    "adam": "C2",
+    "sgd": "C3",
+    "squarem": "C4",
+    "daarem": "C5",
+    "online_em": "C6",
+    "incremental_em": "C7",
+}
 
 
 def colour(method: str) -> str:
-    return METHOD_COLOURS.get(method, "C4")
+    return METHOD_COLOURS.get(method, "C8")
 
 
 def padded(histories: list[list[float]], length: int) -> np.ndarray:

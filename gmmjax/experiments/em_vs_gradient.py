@@ -87,22 +87,27 @@ def figures(config, records, out):
     seps = sorted({r["separation"] for r in records}, reverse=True)
     methods = list(dict.fromkeys(r["method"] for r in records))
     paths = []
-    for kind in ("gap_vs_iteration", "gap_vs_seconds"):
+    x_axes = {
+        "gap_vs_iteration": ("iteration", "iteration"),
+        "gap_vs_evals": ("evals", "passes over the data"),
+        "gap_vs_seconds": ("seconds", "seconds"),
+    }
+    for kind, (x_axis, x_label) in x_axes.items():
         if kind not in wanted:
             continue
         fig, axes = _plots.subplots(len(seps))
         for ax, c in zip(axes, seps, strict=True):
             for m in methods:
                 rs = [r for r in records if r["separation"] == c and r["method"] == m]
-                draw_gap_curve(ax, rs, m, "iteration" if kind == "gap_vs_iteration" else "seconds")
+                draw_gap_curve(ax, rs, m, x_axis)
             ent = np.median([r["entropy"] for r in records if r["separation"] == c])
             ax.set(
                 yscale="log",
                 title=f"c = {c:g} (entropy {ent:.2f})",
-                xlabel="iteration" if kind == "gap_vs_iteration" else "seconds",
+                xlabel=x_label,
                 ylabel="best f − f (objective per sample)",
             )
-            if kind == "gap_vs_iteration":
+            if kind != "gap_vs_seconds":
                 ax.set_xscale("symlog", linthresh=10)
             ax.set_xlim(left=0)
             _plots.legend(ax, title="restarts in the best basin")
@@ -116,22 +121,24 @@ def figures(config, records, out):
             c: float(np.median([r["entropy"] for r in best_basin if r["separation"] == c]))
             for c in seps
         }
-        fig, axes = _plots.subplots(2)
+        fig, axes = _plots.subplots(3)
         for m in methods:
             rs = sorted((r for r in rows if r["method"] == m), key=lambda r: r["separation"])
             style = dict(c=_plots.colour(m), label=m)
-            axes[0].plot(
-                [entropy[r["separation"]] for r in rs],
-                [r["evals_to_best"] for r in rs],
-                "o-",
-                **style,
-            )
+            ent = [entropy[r["separation"]] for r in rs]
+            axes[0].plot(ent, [r["evals_to_best"] for r in rs], "o-", **style)
             axes[1].plot(
                 [r["separation"] for r in rs], [r["iters_to_best"] for r in rs], "o-", **style
             )
+            axes[2].plot(ent, [r["seconds_to_best"] for r in rs], "o-", **style)
         axes[0].set(
             xlabel="normalised entropy of responsibilities at the best solution",
-            ylabel="evaluations to within 1e-4 of best (median)",
+            ylabel="passes over the data to within 1e-4 of best (median)",
+            yscale="log",
+        )
+        axes[2].set(
+            xlabel="normalised entropy of responsibilities at the best solution",
+            ylabel="seconds to within 1e-4 of best (median)",
             yscale="log",
         )
         axes[1].set(
