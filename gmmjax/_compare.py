@@ -161,10 +161,16 @@ def compare(
     finals = {m: np.asarray(r.objective) for m, r in results.items()}
     # The best value any method found, at any iterate: a method that oscillates (Adam with a
     # fixed step) can pass a higher value than the one it ends on.
+    # Online and incremental EM record a pass's running estimate, not f of an iterate
+    # (`history_is_exact`): only their final values count here.
     best = max(
         float(np.max(v[np.isfinite(v)], initial=-np.inf))
-        for r in results.values()
-        for v in (np.asarray(r.objective), np.asarray(r.history))
+        for m, r in results.items()
+        for v in (
+            (np.asarray(r.objective), np.asarray(r.history))
+            if getattr(resolve_method(m), "history_is_exact", True)
+            else (np.asarray(r.objective),)
+        )
     )
     rows = []
     for method, res in results.items():

@@ -127,7 +127,8 @@ class DAAREM:
         kappa = hyper["kappa"]
 
         # The cycle check the R package makes at the end of a cycle, on f of its last point.
-        best = jnp.where(jnp.isnan(s.cycle_best), fx, s.cycle_best)
+        # R's first reference is f after the first plain EM step: set on the second step.
+        best = jnp.where(jnp.isnan(s.cycle_best) & s.started, fx, s.cycle_best)
         worse = s.cycle_ended & (fx < best - hyper["cycle_mon_tol"] / problem.total_weight)
         shrink = jnp.where(worse, jnp.maximum(s.shrink - nlag, -2.0 * kappa), s.shrink)
         best = jnp.where(s.cycle_ended, fx, best)
@@ -140,6 +141,9 @@ class DAAREM:
         dx, df = jnp.where(filled, dx, 0.0), jnp.where(filled, df, 0.0)
 
         U, d, Vt = jnp.linalg.svd(df, full_matrices=False)
+        # Only `count` columns are filled: the rest of the (descending) singular values are
+        # zero up to rounding and are left out.
+        d = jnp.where(jnp.arange(nlag) < count, d, 0.0)
         uy = U.T @ resid
         damping, correction = _find_damping(
             jnp.square(uy), d, hyper["alpha"], kappa, shrink, s.damping, s.correction
@@ -148,7 +152,13 @@ class DAAREM:
         coef = jnp.where(positive, d * uy / jnp.where(positive, jnp.square(d) + damping, 1.0), 0.0)
         gamma = Vt.T @ coef
         proposal = x + resid - (dx + df) @ gamma
-        f_prop, _ = problem.objective(from_unconstrained(unravel(proposal)))
+        # The first step is a plain EM step: no proposal to evaluate.
+        f_prop = jax.lax.cond(
+            s.started,
+            lambda x: problem.objective(from_unconstrained(unravel(x)))[0],
+            lambda x: jnp.array(jnp.nan, fx.dtype),
+            proposal,
+        )
         valid = s.started & jnp.isfinite(f_prop) & jnp.all(jnp.isfinite(proposal))
         accept = valid & (f_prop >= fx - hyper["mon_tol"] / problem.total_weight)
         x_next = jnp.where(accept, proposal, fx_vec)

@@ -3,13 +3,19 @@ statistics stored, one block refreshed per update.
 
     S_b ← statistics of block b under θ,   θ ← M-step(Σ_b S_b)
 
-Blocks are the data's chunks, refreshed in order; one solver step is one pass (B updates), and
-its value is Σ_b ℓ(block b; θ at its refresh) / W + log p(θ)/W at the pass's start (exactly f(θ)
-with one block, where the method is EM). Blocks not yet visited in the first pass hold zero
-statistics, so the first pass is EM on the rows seen so far; after it every update increases
-the free energy and the fixed points are EM's. Stored statistics keep the shift (the means)
-they were taken about and are moved to the current means before they are summed
-(`_stats.reshift`), so the sum never drifts by repeated subtraction.
+Blocks are the data's chunks, refreshed in order; one solver step is one pass (B updates).
+As Neal & Hinton start it, `init` fills every block's statistics under the start θ_0 (one
+E-step pass, counted in the first step's work), so the first update is an EM step and every
+update after it increases the free energy; the fixed points are EM's, and with one block it
+is EM. The step's value is Σ_b ℓ(block b; θ at its refresh) / W + log p(θ)/W at the pass's
+start: exactly f(θ) with one block, a running estimate otherwise.
+
+Float32 and cost: statistics are kept about a shift close to the means (`_stats.reshift`). At
+the start of a pass every stored block shares one shift (the previous pass's starting means);
+the pass keeps two sums about its own starting means, of the blocks not yet refreshed (from
+which each refreshed block's old statistics are subtracted once) and of the refreshed ones, so
+an update costs O(K·D²) beyond its block's E-step, and the sums are rebuilt from the stored
+blocks at every pass, so rounding does not accumulate across passes.
 """
 
 from __future__ import annotations
@@ -18,15 +24,39 @@ import dataclasses
 import math
 from typing import ClassVar
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Bool
 
 from ._em import streamed_e_statistics
 from ._em_method import m_step_checked, only_own_options
 from ._method import Problem
 from ._params import GMM
 from ._solver import OK, StepOutput
-from ._stats import Chunked, SufficientStatistics, reshift, zero_statistics
+from ._stats import Chunked, SufficientStatistics, reshift
+
+
+class _Blocks(eqx.Module):
+    stats: SufficientStatistics  # (B, ...) per block, all about one shift (B, K, D) rows equal
+    first: Bool[Array, ""]  # the first step has not run (its work includes init's E-step pass)
+
+
+def _block_statistics(gmm: GMM, data, b):
+    X, w = data.chunk(b)
+    return streamed_e_statistics(gmm, Chunked(X[None], w[None]))
+
+
+def _sum(stats: SufficientStatistics) -> SufficientStatistics:
+    """Σ over the leading block axis of statistics that share one shift."""
+    return SufficientStatistics(
+        jnp.sum(stats.s0, 0), jnp.sum(stats.s1, 0), jnp.sum(stats.s2, 0), stats.shift[0]
+    )
+
+
+def _add(a: SufficientStatistics, b: SufficientStatistics, sign=1.0) -> SufficientStatistics:
+    """a + sign·b for statistics about the same shift."""
+    return SufficientStatistics(a.s0 + sign * b.s0, a.s1 + sign * b.s1, a.s2 + sign * b.s2, a.shift)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +68,8 @@ class IncrementalEM:
     n_blocks: int = 10
 
     name: ClassVar[str] = "incremental_em"
+    # history[t] is the pass's running estimate, not f(θ_t) (see the module docstring).
+    history_is_exact: ClassVar[bool] = False
     default_max_iter: ClassVar[int] = 100
     default_tol: ClassVar[float] = 1e-3
 
@@ -54,35 +86,45 @@ class IncrementalEM:
         return {}
 
     def init(self, gmm: GMM, key, problem: Problem, hyper):
-        empty = zero_statistics(gmm.means, gmm.cov_type)
-        n_blocks = problem.data.n_chunks
-        blocks = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_blocks,) + a.shape), empty)
-        return gmm, blocks
+        data = problem.data
+        stats = jax.lax.map(lambda b: _block_statistics(gmm, data, b)[0], jnp.arange(data.n_chunks))
+        return gmm, _Blocks(stats, jnp.array(True))
 
     def to_gmm(self, params: GMM) -> GMM:
         return params
 
-    def step(self, gmm: GMM, blocks: SufficientStatistics, problem: Problem, hyper) -> StepOutput:
+    def step(self, gmm: GMM, blocks: _Blocks, problem: Problem, hyper) -> StepOutput:
         data = problem.data
+        origin = gmm.means  # this pass's shift
+        stored = jax.vmap(reshift, in_axes=(0, None))(blocks.stats, origin)
+        waiting = _sum(stored)  # blocks not yet refreshed in this pass
+        done = _add(waiting, waiting, -1.0)  # zeros about `origin`: refreshed blocks
 
         def refresh(carry, b):
-            gmm, blocks, total_ll, failure = carry
-            X, w = data.chunk(b)
-            fresh, ll = streamed_e_statistics(gmm, Chunked(X[None], w[None]))
-            blocks = jax.tree.map(lambda all_, one: all_.at[b].set(one), blocks, fresh)
-            moved = jax.vmap(reshift, in_axes=(0, None))(blocks, gmm.means)
-            summed = SufficientStatistics(
-                jnp.sum(moved.s0, 0), jnp.sum(moved.s1, 0), jnp.sum(moved.s2, 0), gmm.means
-            )
+            gmm, new_stats, waiting, done, total_ll, failure = carry
+            fresh, ll = _block_statistics(gmm, data, b)
+            fresh = reshift(fresh, origin)
+            old = jax.tree.map(lambda a: a[b], stored)
+            waiting = _add(waiting, old, -1.0)
+            done = _add(done, fresh)
+            summed = reshift(_add(waiting, done), gmm.means)
             new, new_failure = m_step_checked(summed, gmm.cov_type, problem)
-            gmm = jax.tree.map(lambda a, b_: jnp.where(new_failure == OK, a, b_), new, gmm)
+            gmm = jax.tree.map(lambda a, c: jnp.where(new_failure == OK, a, c), new, gmm)
             failure = jnp.where(failure == OK, new_failure, failure).astype(jnp.int32)
-            return (gmm, blocks, total_ll + ll, failure), None
+            new_stats = jax.tree.map(lambda all_, one: all_.at[b].set(one), new_stats, fresh)
+            return (gmm, new_stats, waiting, done, total_ll + ll, failure), None
 
         dtype = gmm.means.dtype
-        start = (gmm, blocks, jnp.zeros((), dtype), jnp.asarray(OK, jnp.int32))
-        (new, blocks, total_ll, failure), _ = jax.lax.scan(
+        start = (gmm, stored, waiting, done, jnp.zeros((), dtype), jnp.asarray(OK, jnp.int32))
+        (new, stats, _, _, total_ll, failure), _ = jax.lax.scan(
             refresh, start, jnp.arange(data.n_chunks)
         )
         value = total_ll / problem.total_weight + problem.prior_term(gmm)
-        return StepOutput(new, blocks, value, failure)
+        return StepOutput(
+            new,
+            _Blocks(stats, jnp.array(False)),
+            value,
+            failure,
+            evals_value=1.0,
+            evals_update=blocks.first.astype(dtype),
+        )

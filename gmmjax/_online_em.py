@@ -94,6 +94,8 @@ class OnlineEM:
     average_from: float = dataclasses.field(default=0.5, compare=False)
 
     name: ClassVar[str] = "online_em"
+    # history[t] is the pass's running estimate, not f(θ_t) (see the module docstring).
+    history_is_exact: ClassVar[bool] = False
     default_max_iter: ClassVar[int] = 10
     default_tol: ClassVar[float] = 1e-3
 
@@ -172,7 +174,10 @@ class OnlineEM:
             minibatch, start, jnp.arange(n_batches)
         )
         value = total_ll / problem.total_weight + problem.prior_term(params.current)
-        return StepOutput(params_next, _Aux(stats, t, key), value, failure)
+        # The tol test may stop the run only once averaging has begun (or with it off), so a
+        # quick plateau of the noisy pass objective does not return the unaveraged iterate.
+        can_stop = (params_next.n_averaged > 0) | (hyper["average_from"] >= 1)
+        return StepOutput(params_next, _Aux(stats, t, key), value, failure, can_stop=can_stop)
 
 
 def _averaged(it: Iterates, current: GMM, include) -> Iterates:

@@ -85,7 +85,10 @@ OK = -1  # StepOutput.failure when the step succeeded
 class StepOutput(eqx.Module):
     params: Any
     aux: Any
-    value: Float[Array, ""]  # the objective f(θ_t) of the *input* params, per sample
+    # The objective f(θ_t) of the *input* params, per sample. Online and incremental EM, whose
+    # step is a pass of many updates, report the pass's running estimate instead (their
+    # docstrings say how it is formed); the fit's final `objective` is always exact.
+    value: Float[Array, ""]
     failure: Int[Array, ""]  # OK, Status.NON_FINITE or Status.DEGENERATE
     # A method's own extra convergence condition (e.g. a small gradient), ANDed with the tol test.
     can_stop: Bool[Array, ""] | bool = True

@@ -11,7 +11,8 @@ with the R package's step-length control: step_max starts at step_max0; a fallba
 cap divides it by mstep (not below step_max0); a cycle that ends at the cap multiplies it by
 mstep. With mon_tol = 0 the objective never decreases (θ2 is two EM steps). Work per cycle:
 two or three EM passes plus one objective pass; the solver's tol test compares f at
-successive cycles.
+successive cycles. Under vmap (several restarts) the stabilising pass runs for every restart
+whenever one needs it (`lax.cond` becomes a select); work counts what each restart needs.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ class SQUAREM:
         )
         alpha = jnp.where(accept, alpha, 1.0)
         step_max = jnp.where(alpha == step_max, hyper["mstep"] * step_max, step_max)
-        failure = jnp.where(failure0 != OK, failure0, failure1)
+        # A failed second EM map matters only if the cycle falls back to its output.
+        failure = jnp.where(failure0 != OK, failure0, jnp.where(accept, OK, failure1))
         return StepOutput(
             u_next,
             step_max,
