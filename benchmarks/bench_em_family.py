@@ -18,7 +18,7 @@ call of fixptfn or objfn). "To ε" = first time the objective per sample of an i
 prior, reg_covar = 0 (the R scripts' EM map), float64.
 
     python benchmarks/bench_em_family.py            # A and B (a few minutes; --parts b: B)
-    python benchmarks/bench_em_family.py --rows 20000000   # also C (writes a 640 MB file)
+    python benchmarks/bench_em_family.py --rows 20000000   # also C (writes a 320 MB file)
 """
 
 from __future__ import annotations

@@ -243,3 +243,55 @@ def test_incremental_em_on_rows_stored_in_cluster_order():
     inc = gj.fit(X, 3, method=gj.IncrementalEM(n_blocks=3), **kw)
     assert np.all(np.asarray(inc.status) == gj.Status.CONVERGED)
     assert_close(inc.objective, em.objective, rtol=1e-9)
+
+
+def test_damping_search_matches_the_r_package():
+    """`_find_damping` against daarem's DampingFind (tests/fixtures/daarem_damping.R)."""
+    import json
+    from pathlib import Path
+
+    from gmmjax._daarem import _find_damping
+
+    cases = json.loads((Path(__file__).parent / "fixtures" / "daarem_damping.json").read_text())
+    for case in cases["cases"]:
+        lam, r = _find_damping(
+            jnp.atleast_1d(jnp.asarray(case["uy_sq"])),
+            jnp.atleast_1d(jnp.asarray(case["d"])),
+            case["alpha"],
+            case["kappa"],
+            case["shrink"],
+            case["lambda_start"],
+            case["r_start"],
+        )
+        assert_close(lam, case["lambda"], rtol=1e-8, err_msg=str(case))
+        # r is a Newton correction that goes to 0 at convergence: compare on lambda's scale.
+        assert_close(r, case["r"], rtol=1e-8, atol=1e-8 * abs(case["lambda"]), err_msg=str(case))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cov_type", ["diag", "spherical", "tied"])
+@pytest.mark.parametrize("method", ACCELERATED)
+def test_accelerated_methods_on_every_covariance_type(cov_type, method):
+    X = gj.make_mixture(n_components=3, n_features=3, n_samples=400, separation=1.0, seed=3)[0]
+    kw = dict(key=KEY, cov_type=cov_type, n_restarts=2, prior="mclust", max_iter=4000)
+    em = gj.fit(X, 3, tol=0.0, **kw)
+    res = gj.fit(X, 3, method=method, tol=1e-13, **kw)
+    assert np.all(np.asarray(res.status) == gj.Status.CONVERGED)
+    assert_close(res.objective, em.objective, rtol=1e-8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "method", ["squarem", "daarem", "incremental_em", gj.OnlineEM(batch_size=50)]
+)
+def test_float32_runs_every_family_member(method):
+    X = gj.make_mixture(n_components=3, n_features=2, n_samples=500, separation=1.0, seed=0)[0]
+    X32 = (X + 100.0).astype(np.float32)  # offset data: the centring and shifts must hold
+    kw = dict(key=KEY, n_restarts=2, prior="mclust", max_iter=300)
+    em = gj.fit(X + 100.0, 3, tol=1e-12, **kw)
+    res = gj.fit(X32, 3, method=method, tol=1e-6, **kw)
+    assert res.objective.dtype == jnp.float32
+    assert np.all(np.isfinite(np.asarray(res.objective)))
+    assert not np.any(np.asarray(gj.Status.NON_FINITE == res.status))
+    rtol = 1e-3 if isinstance(method, gj.OnlineEM) else 1e-5
+    assert float(res.objective.max()) >= float(em.objective.max()) * (1 + rtol)
