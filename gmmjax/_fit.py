@@ -106,16 +106,21 @@ def fit(
         n_components: K.
         key: PRNG key; restart r uses `jax.random.split(key, n_restarts)[r]`, so every method
             with the same key and `init` starts from the same parameters.
-        method: "em"; "lbfgs" (optax's L-BFGS with its zoom line search), "adam", "sgd"
-            (momentum 0.9) or any `optax.GradientTransformation`, on the unconstrained
-            coordinates; or a method object (`gmmjax.EM()`, `gmmjax.Gradient(...)`).
+        method: "em"; the EM family "squarem", "daarem" (accelerated EM), "online_em",
+            "incremental_em" (EM on minibatch / block statistics; one step is one pass); "lbfgs"
+            (optax's L-BFGS with its zoom line search), "adam", "sgd" (momentum 0.9) or any
+            `optax.GradientTransformation`, on the unconstrained coordinates; or a method
+            object with options (`gmmjax.SQUAREM(mon_tol=0.0)`, `gmmjax.DAAREM(...)`,
+            `gmmjax.OnlineEM(batch_size=...)`, `gmmjax.IncrementalEM(n_blocks=...)`,
+            `gmmjax.EM()`, `gmmjax.Gradient(...)`).
         cov_type: "full", "diag", "spherical" or "tied".
         n_restarts: R.
         init: "kmeans++", "random_from_data" or "random"; ignored with `init_params`.
-        max_iter: maximum steps per restart (default 100 for EM, 500 for gradient methods).
+        max_iter: maximum steps per restart (default 100 for EM, SQUAREM, DAAREM and
+            incremental EM, 10 passes for online EM, 500 for gradient methods).
         tol: stop when the change in the objective is below `tol` (scikit-learn's criterion;
             gradient methods also need the gradient norm below `grad_tol`); 0 runs exactly
-            `max_iter` steps. Default 1e-3 for EM, 1e-6 for gradient methods.
+            `max_iter` steps. Default 1e-3 for the EM family, 1e-6 for gradient methods.
         reg_covar: ε added to every covariance diagonal by EM's M-step and the
             initialisation's (scikit-learn's regulariser). It is not part of any objective:
             EM with reg_covar > 0 is not the EM of a fixed function, so gradient methods and
@@ -141,7 +146,7 @@ def fit(
         learning_rate: for "adam"/"sgd" (default 0.05); traced, changing it does not recompile.
         grad_tol: gradient methods' gradient-norm condition (default 1e-4).
         batch_size: minibatch rows for stochastic gradient methods (in-memory data, one
-            process); the history still records full-data values.
+            process; the history still records full-data values) and for "online_em".
 
     Returns:
         FitResult.

@@ -91,6 +91,8 @@ def test_grad_matches_central_differences(cov_type):
             assert_close(gleaves[i][idx], fd, rtol=1e-6, atol=1e-8, err_msg=f"leaf {i} {idx}")
 
 
+# tests/test_objective.py checks the same meeting point on the penalised objective by default.
+@pytest.mark.slow
 def test_em_and_lbfgs_reach_the_same_optimum(cov_type):
     truth = gj.GMM(
         np.array([0.5, 0.3, 0.2]),
@@ -129,7 +131,9 @@ def test_em_and_lbfgs_reach_the_same_optimum(cov_type):
     assert_close(lb.best.covariances, em.best.covariances, rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize("optimizer", ["lbfgs", "adam", "sgd"])
+@pytest.mark.parametrize(
+    "optimizer", [pytest.param("lbfgs", marks=pytest.mark.slow), "adam", "sgd"]
+)
 def test_every_iterate_is_feasible(optimizer):
     """Stop after t = 1, 2 and 5 steps: each iterate is a valid GMM (checked by the
     constructor, which runs on concrete values)."""
@@ -144,7 +148,7 @@ def test_every_iterate_is_feasible(optimizer):
         gj.GMM(np.asarray(best.weights), np.asarray(best.means), np.asarray(best.covariances))
 
 
-@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+@pytest.mark.parametrize("optimizer", [pytest.param("lbfgs", marks=pytest.mark.slow), "adam"])
 def test_vmapped_restarts_equal_one_at_a_time(optimizer):
     X = blobs(7, n=400, d=2, k=3, sep=2.0)
     key = jax.random.key(3)

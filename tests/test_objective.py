@@ -285,6 +285,7 @@ def test_iterator_input_takes_a_prior_object():
         gj.fit_em(iter([X[:250], X[250:]]), 2, **{**kw, "prior": "mclust"})
 
 
+@pytest.mark.slow
 def test_an_optax_lbfgs_object_climbs_the_objective():
     import optax
 

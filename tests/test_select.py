@@ -21,6 +21,7 @@ def test_bic_recovers_k_and_full_covariances():
     assert again.n_compilations == 0
 
 
+@pytest.mark.slow
 def test_bic_recovers_diagonal_structure():
     truth = gj.GMM(
         np.array([0.4, 0.35, 0.25]),
