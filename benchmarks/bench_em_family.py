@@ -154,7 +154,7 @@ def part_b(seeds: int, sizes=(10_000, 100_000, 1_000_000)):
         print(f"   N = {n:>9,}: {count} seeds, averaged {a:.2f} p/N, last iterate {b:.2f} p/N")
 
 
-def part_c(rows: int):
+def part_c(rows: int, batch: int = 65536):
     k, d = 3, 2
     truth = gj.make_mixture(
         n_components=k,
@@ -165,7 +165,7 @@ def part_c(rows: int):
         eccentricity=3.0,
         seed=0,
     )[2]
-    print(f"\nC. one pass of online EM over a {rows:,}-row memmap (batch 65536)")
+    print(f"\nC. one pass of online EM over a {rows:,}-row memmap (batch {batch})")
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "rows.npy")
         out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(rows, d))
@@ -177,7 +177,7 @@ def part_c(rows: int):
         key = jax.random.key(0)
         t0 = time.perf_counter()
         res = gj.fit(
-            data, k, key=key, method=gj.OnlineEM(batch_size=65536), max_iter=1, reg_covar=0.0
+            data, k, key=key, method=gj.OnlineEM(batch_size=batch), max_iter=1, reg_covar=0.0
         )
         seconds = time.perf_counter() - t0
         sub = np.asarray(data[:1_000_000])
@@ -193,13 +193,14 @@ def main():
     parser.add_argument("--parts", default="ab", help="which of a, b to run (c: use --rows)")
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--rows", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=65536, help="C's minibatch rows")
     args = parser.parse_args()
     if "a" in args.parts:
         part_a()
     if "b" in args.parts:
         part_b(args.seeds)
     if args.rows:
-        part_c(args.rows)
+        part_c(args.rows, args.batch)
 
 
 if __name__ == "__main__":
