@@ -155,8 +155,8 @@ class DAAREM:
         # The first step is a plain EM step: no proposal to evaluate.
         f_prop = jax.lax.cond(
             s.started,
-            lambda x: problem.objective(from_unconstrained(unravel(x)))[0],
-            lambda x: jnp.array(jnp.nan, fx.dtype),
+            lambda point: problem.objective(from_unconstrained(unravel(point)))[0],
+            lambda point: jnp.array(jnp.nan, fx.dtype),
             proposal,
         )
         valid = s.started & jnp.isfinite(f_prop) & jnp.all(jnp.isfinite(proposal))
