@@ -33,6 +33,7 @@ from ._method import Problem
 from ._params import GMM
 from ._solver import StepOutput
 from ._transforms import from_unconstrained, to_unconstrained
+from ._validate import check_positive_int
 
 # The R package's damping search: at most this many safeguarded Newton steps, and its start.
 _DAMPING_ITERATIONS = 10
@@ -80,8 +81,7 @@ class DAAREM:
     default_tol: ClassVar[float] = 1e-3
 
     def __post_init__(self):
-        if not isinstance(self.order, int) or isinstance(self.order, bool) or self.order < 1:
-            raise ValueError(f"order must be a positive integer, got {self.order!r}.")
+        check_positive_int("order", self.order)
 
     def hyper(self, options: dict) -> dict:
         only_own_options(options, self.name)

@@ -183,6 +183,11 @@ def streamed_e_statistics(gmm: GMM, data: Chunked) -> tuple[SufficientStatistics
     return streamed_statistics(responsibilities, data, cov_type=gmm.cov_type, shift=gmm.means)
 
 
+def block_e_statistics(gmm: GMM, X: Float[Array, "b d"], w: Float[Array, " b"]):
+    """`streamed_e_statistics` of one block of rows (a minibatch, an incremental-EM block)."""
+    return streamed_e_statistics(gmm, Chunked(X[None], w[None]))
+
+
 def _chunk_log_likelihood(X, w, _chunk_index, gmm):
     return log_likelihood(gmm, X, w)
 

@@ -23,7 +23,7 @@ from ._params import GMM
 from ._solver import OK, Status, StepOutput
 from ._stats import Chunked
 from ._transforms import from_unconstrained, to_unconstrained
-from ._validate import check_non_negative
+from ._validate import check_non_negative, check_positive_int
 
 OPTIMIZERS = ("lbfgs", "adam", "sgd")
 DEFAULT_LEARNING_RATE = {"adam": 0.05, "sgd": 0.05}
@@ -57,10 +57,8 @@ class Gradient:
 
     def __post_init__(self):
         check_optimizer(self.optimizer)
-        b = self.batch_size
-        if b is not None and (not isinstance(b, int) or isinstance(b, bool) or b < 1):
-            raise ValueError(f"batch_size must be a positive integer or None, got {b!r}.")
-        if b is not None and self.optimizer == "lbfgs":
+        check_positive_int("batch_size", self.batch_size, allow_none=True)
+        if self.batch_size is not None and self.optimizer == "lbfgs":
             raise ValueError(
                 "L-BFGS's line search needs the full-data objective; drop batch_size or use "
                 '"adam" / "sgd".'

@@ -29,12 +29,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool
 
-from ._em import streamed_e_statistics
+from ._em import block_e_statistics
 from ._em_method import m_step_checked, only_own_options
 from ._method import Problem
 from ._params import GMM
 from ._solver import OK, StepOutput
-from ._stats import Chunked, SufficientStatistics, reshift
+from ._stats import SufficientStatistics, reshift
+from ._validate import check_positive_int
 
 
 class _Blocks(eqx.Module):
@@ -43,8 +44,7 @@ class _Blocks(eqx.Module):
 
 
 def _block_statistics(gmm: GMM, data, b):
-    X, w = data.chunk(b)
-    return streamed_e_statistics(gmm, Chunked(X[None], w[None]))
+    return block_e_statistics(gmm, *data.chunk(b))
 
 
 def _sum(stats: SufficientStatistics) -> SufficientStatistics:
@@ -74,9 +74,7 @@ class IncrementalEM:
     default_tol: ClassVar[float] = 1e-3
 
     def __post_init__(self):
-        b = self.n_blocks
-        if not isinstance(b, int) or isinstance(b, bool) or b < 1:
-            raise ValueError(f"n_blocks must be a positive integer, got {b!r}.")
+        check_positive_int("n_blocks", self.n_blocks)
 
     def rows_per_chunk(self, n_samples: int) -> int:
         return math.ceil(n_samples / self.n_blocks)

@@ -27,12 +27,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ._em import streamed_e_statistics
+from ._em import block_e_statistics
 from ._em_method import check_option, m_step_checked, only_own_options
 from ._method import Problem
 from ._params import GMM
 from ._solver import OK, StepOutput
-from ._stats import Chunked, SufficientStatistics, reshift, scaled, zero_statistics
+from ._stats import SufficientStatistics, reshift, scaled, zero_statistics
+from ._validate import check_positive_int
 
 # Default minibatches per pass when no batch_size is given (and the smallest default batch).
 _DEFAULT_BATCHES = 100
@@ -60,14 +61,6 @@ def batch_rows(batch_size: int | None, n_samples: int) -> int:
     if batch_size is not None:
         return min(batch_size, n_samples)
     return min(n_samples, max(_MIN_DEFAULT_BATCH, math.ceil(n_samples / _DEFAULT_BATCHES)))
-
-
-def check_batch_size(batch_size) -> None:
-    ok = batch_size is None or (
-        isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1
-    )
-    if not ok:
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +93,7 @@ class OnlineEM:
     default_tol: ClassVar[float] = 1e-3
 
     def __post_init__(self):
-        check_batch_size(self.batch_size)
+        check_positive_int("batch_size", self.batch_size, allow_none=True)
 
     def rows_per_chunk(self, n_samples: int) -> int:
         return batch_rows(self.batch_size, n_samples)
@@ -151,7 +144,7 @@ class OnlineEM:
             it, stats, t, total_ll, failure = carry
             X, w = data.batch(order, j)
             gmm = it.current
-            batch, ll = streamed_e_statistics(gmm, Chunked(X[None], w[None]))
+            batch, ll = block_e_statistics(gmm, X, w)
             batch_weight = jnp.sum(w)
             rate = hyper["step_scale"] * (t + 1 + hyper["step_offset"]) ** -hyper["step_exponent"]
             rate = jnp.where(t == 0, 1.0, rate).astype(dtype)

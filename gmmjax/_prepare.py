@@ -7,6 +7,7 @@ and host-streamed data (a memmap or an iterator of chunks, read inside the compi
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import equinox as eqx
 import jax
@@ -197,11 +198,13 @@ def fit_input(
     config.check(X.shape[0] if hasattr(X, "shape") else config.n_components)
     n_restarts, k = config.n_restarts, config.n_components
 
-    def rows_for(n):
-        return chunk_rows_for(config, n)
-
     seed = int(jax.random.randint(jax.random.fold_in(key, 2**20), (), 0, 2**31 - 1))
-    with open_host_data(X, sample_weight=sample_weight, rows_for=rows_for, seed=seed) as host:
+    with open_host_data(
+        X,
+        sample_weight=sample_weight,
+        rows_for=functools.partial(chunk_rows_for, config),
+        seed=seed,
+    ) as host:
         config.check(host.n_samples)
         d = host.stream.n_features
         if init_params is not None:

@@ -108,8 +108,16 @@ def check_fit_options(
         raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}.")
     check_non_negative("tol", tol)
     check_non_negative("reg_covar", reg_covar)
-    if chunk_size is not None and (not _is_int(chunk_size) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}.")
+    check_positive_int("chunk_size", chunk_size, allow_none=True)
+
+
+def check_positive_int(name: str, value, *, allow_none: bool = False) -> None:
+    """ValueError unless `value` is an integer >= 1 (or None when `allow_none`)."""
+    if allow_none and value is None:
+        return
+    if not _is_int(value) or value < 1:
+        suffix = " or None" if allow_none else ""
+        raise ValueError(f"{name} must be a positive integer{suffix}, got {value!r}.")
 
 
 def check_non_negative(name, value):
