@@ -8,10 +8,22 @@ them reuses the compiled program.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Callable
+
+import numpy as np
 
 from ._halving import check_halving, halving_schedule
 from ._validate import check_fit_options
+
+_COUNTS = (
+    "n_components",
+    "n_restarts",
+    "max_iter",
+    "chunk_size",
+    "halving_every",
+    "halving_survivors",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +42,14 @@ class FitConfig:
     chunk_rule: Callable[[int], int] | None = None
     halving_every: int | None = None
     halving_survivors: int = 1
+
+    def __post_init__(self):
+        # NumPy integers (np.int64(2), as GridSearchCV passes them) are valid counts; they
+        # become Python ints here so shapes, static arguments and messages see one type.
+        for name in _COUNTS:
+            value = getattr(self, name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
+                object.__setattr__(self, name, int(value))
 
     def check(self, n_samples: int) -> None:
         """ValueError (before anything is traced) for any option out of range for N rows."""

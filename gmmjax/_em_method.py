@@ -20,17 +20,13 @@ from ._params import GMM
 from ._solver import OK, Status, StepOutput
 from ._transforms import Unconstrained, from_unconstrained, to_unconstrained
 
-# A component whose responsibilities sum to less than this many (average-weight) samples is
-# numerically empty.
-_EMPTY_COMPONENT = 1e-10
-
 
 def em_map(gmm: GMM, problem: Problem) -> tuple[GMM, Array, Array]:
     """One EM update θ -> M(θ) in one fused pass: (M(θ), f(θ), failure code).
 
     f(θ) is the objective of the *input*, a by-product of the E-step. The failure code is OK,
-    Status.NON_FINITE or Status.DEGENERATE (a covariance not positive definite or, without a
-    prior, a component with no responsibility left). Every member of the EM family calls it.
+    Status.NON_FINITE or Status.DEGENERATE (a covariance that is not positive definite). Every
+    member of the EM family calls it.
     """
     stats, ll = streamed_e_statistics(gmm, problem.data)
     new, failure = m_step_checked(stats, gmm.cov_type, problem)
@@ -48,13 +44,11 @@ def m_step_checked(stats, cov_type: str, problem: Problem) -> tuple[GMM, Array]:
         prior=problem.prior,
     )
     moments_ok = all_finite((new.weights, new.means, new.covariances))
-    # Positive definiteness is read off the Cholesky factor: NaN when it failed. Without a
-    # prior an emptied component has no defined M-step; with one it sits at the prior.
+    # Positive definiteness is read off the Cholesky factor: NaN when it failed. A component
+    # with no responsibility left is not a failure by itself (scikit-learn's rule): its count
+    # gets 10·eps, so it keeps a finite mean and a covariance of reg_covar·I, and fails only
+    # when that is not positive definite (reg_covar = 0 without a prior).
     collapsed = ~jnp.all(jnp.isfinite(new.precisions_cholesky))
-    if problem.prior is None:
-        mean_weight = problem.data.mean_weight
-        empty = problem.active & (stats.s0 < _EMPTY_COMPONENT * mean_weight)
-        collapsed = collapsed | jnp.any(empty)
     failure = jnp.where(moments_ok, jnp.where(collapsed, Status.DEGENERATE, OK), Status.NON_FINITE)
     return new, failure
 

@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import time
+import warnings
 
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
-from ._criteria import aic, bic
+from ._criteria import aic, bic, n_parameters
 from ._em import e_step
-from ._fit import FitResult, fit_em
+from ._exceptions import ConvergenceWarning, InvalidParameterError, NotFittedError
+from ._fit import FitResult, _fit
 from ._init import initialize
 from ._io import load, save
 from ._likelihood import log_prob
 from ._params import GMM
 from ._sample import sample
+from ._solver import Status
 from ._validate import check_data
 
 _INIT_NAMES = {
@@ -32,18 +36,18 @@ _INIT_NAMES = {
     "random": "random",
     "random_from_data": "random_from_data",
 }
+_COV_TYPES = ("full", "tied", "diag", "spherical")
 
-
-try:  # Where scikit-learn is installed, its handlers catch our error too (drop-in use).
-    from sklearn.exceptions import NotFittedError as _NotFittedBase
-except ImportError:  # pragma: no cover - scikit-learn is a test-only dependency
-
-    class _NotFittedBase(ValueError, AttributeError):
-        pass
-
-
-class NotFittedError(_NotFittedBase):
-    """The estimator is used before `fit` (scikit-learn's exception where it is installed)."""
+# scikit-learn's message when a covariance cannot be factorised; ours adds the status message.
+_ILL_DEFINED = (
+    "Fitting the mixture model failed because some components have ill-defined empirical "
+    "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
+    "number of components, increase reg_covar, or scale the input data."
+)
+_NOT_CONVERGED = (
+    "Best performing initialization did not converge. Try different init parameters, or "
+    "increase max_iter, tol, or check for degenerate data."
+)
 
 
 class GaussianMixture:
@@ -139,74 +143,199 @@ class GaussianMixture:
     # -- fitting -------------------------------------------------------------------------
 
     def fit(self, X, y=None, sample_weight=None) -> GaussianMixture:
-        """Fit by EM with `n_init` vmapped restarts; `y` is ignored."""
+        """Fit by EM with `n_init` vmapped restarts; `y` is ignored.
+
+        As scikit-learn: with `warm_start` a second call continues from the fitted mixture (one
+        restart) and its first tol test compares with the previous `lower_bound_`; given
+        `weights_init` / `means_init` / `precisions_init` replace the initialisation's pieces
+        (all three: no k-means at all); `max_iter=0` returns the initialisation. Raises
+        ValueError when every restart failed (a covariance that is not positive definite, e.g.
+        reg_covar=0 on collapsed samples) and warns `ConvergenceWarning` when the best restart
+        stopped at max_iter.
+        """
+        self._check_params()
         X = self._check_X(X, fitting=True)
-        self._check_options(X)
-        key = _key_from(self.random_state)
-        start = self._initial_params(X, key)
-        self.restarts_: FitResult = fit_em(
-            X,
-            self.n_components,
-            key=key,
-            cov_type=self.covariance_type,
-            n_restarts=1 if start is not None and not start.batch_shape else self.n_init,
-            init=_INIT_NAMES[self.init_params],
-            max_iter=self.max_iter,
-            tol=self.tol,
-            reg_covar=self.reg_covar,
-            prior=self.prior,
-            sample_weight=sample_weight,
-            init_params=start,
-        )
-        self._set_fitted(self.restarts_)
-        return self
-
-    def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
-        return self.fit(X, y, sample_weight).predict(X)
-
-    def _check_options(self, X) -> None:
-        if self.init_params not in _INIT_NAMES:
-            raise ValueError(
-                f"init_params must be one of {sorted(_INIT_NAMES)}, got {self.init_params!r}."
-            )
-        if not isinstance(self.n_init, numbers.Integral) or self.n_init < 1:
-            raise ValueError(f"n_init must be an integer >= 1, got {self.n_init!r}.")
         if self.n_components > X.shape[0]:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = "
                 f"{self.n_components}, n_samples = {X.shape[0]}"
             )
+        given = self._checked_inits(X)
+        warm = self.warm_start and hasattr(self, "converged_")
+        key = _key_from(self.random_state)
+        if warm:
+            if self._gmm.n_features != X.shape[1]:
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but the warm-started mixture has "
+                    f"{self._gmm.n_features}; fit with warm_start=False."
+                )
+            start, previous = self._gmm, self.lower_bound_
+        else:
+            start, previous = self._initial_params(X, key, given), None
+        if self.max_iter == 0:
+            return self._fit_no_iteration(X, key, start, sample_weight)
+        n_restarts = 1 if start is not None and not start.batch_shape else self.n_init
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            # fit's "every restart failed" warning: the estimator raises its own error below.
+            warnings.filterwarnings("ignore", "every restart failed", RuntimeWarning)
+            result = self._run_em(X, key, start, n_restarts, previous, sample_weight)
+        best = int(result.best_index)
+        status = Status(int(result.status[best]))
+        if status.failed:
+            # scikit-learn raises when a covariance cannot be factorised; gmmjax only when no
+            # restart survived (a failed restart never wins), and never hands out its NaNs.
+            raise ValueError(f"{_ILL_DEFINED} ({status.message.split(';')[0]})")
+        self.restarts_: FitResult = result
+        self._set_fitted(result)
+        if self.verbose:
+            self._print_progress(result, time.perf_counter() - t0)
+        if not self.converged_:
+            warnings.warn(_NOT_CONVERGED, ConvergenceWarning, stacklevel=2)
+        return self
 
-    def _initial_params(self, X, key) -> GMM | None:
-        """None (fit_em initialises), the warm-start parameters, or user-given pieces over
-        the default initialisation (as scikit-learn combines them)."""
-        if self.warm_start and hasattr(self, "weights_"):
-            return self._gmm
-        given = (self.weights_init, self.means_init, self.precisions_init)
-        if all(g is None for g in given):
+    def _run_em(self, X, key, start, n_restarts, previous, sample_weight) -> FitResult:
+        """All restarts by EM in one program (`previous`: the warm start's lower bound)."""
+        return _fit(
+            X,
+            int(self.n_components),
+            key=key,
+            method="em",
+            previous_value=previous,
+            cov_type=self.covariance_type,
+            n_restarts=int(n_restarts),
+            init=_INIT_NAMES[self.init_params],
+            max_iter=int(self.max_iter),
+            tol=float(self.tol),
+            reg_covar=float(self.reg_covar),
+            prior=self.prior,
+            sample_weight=sample_weight,
+            init_params=start,
+            chunk_size=None,
+            mesh=None,
+            halving_every=None,
+            halving_survivors=1,
+            learning_rate=None,
+            grad_tol=None,
+            batch_size=None,
+        )
+
+    def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
+        """`fit(X)` then the labels of X under the fitted mixture."""
+        return self.fit(X, y, sample_weight).predict(X)
+
+    def _check_params(self) -> None:
+        """scikit-learn's constructor-parameter validation, at `fit` (InvalidParameterError,
+        both a ValueError and a TypeError, naming the parameter and what it accepts)."""
+        _check_int("n_components", self.n_components, low=1)
+        _check_choice("covariance_type", self.covariance_type, _COV_TYPES)
+        _check_real("tol", self.tol)
+        _check_real("reg_covar", self.reg_covar)
+        _check_int("max_iter", self.max_iter, low=0)
+        _check_int("n_init", self.n_init, low=1)
+        _check_choice("init_params", self.init_params, tuple(_INIT_NAMES))
+        if not isinstance(self.warm_start, bool | np.bool_):
+            raise InvalidParameterError(
+                f"The 'warm_start' parameter of GaussianMixture must be an instance of 'bool'. "
+                f"Got {self.warm_start!r} instead."
+            )
+        _check_int("verbose", self.verbose, low=0)
+        _check_int("verbose_interval", self.verbose_interval, low=1)
+        if not (
+            self.random_state is None
+            or _is_int(self.random_state)
+            or isinstance(self.random_state, np.random.RandomState)
+        ):
+            raise InvalidParameterError(
+                "The 'random_state' parameter of GaussianMixture must be an int, an instance of "
+                f"'numpy.random.RandomState' or None. Got {self.random_state!r} instead."
+            )
+
+    def _checked_inits(self, X) -> dict:
+        """`weights_init`, `means_init`, `precisions_init` checked as scikit-learn checks them
+        (shapes, ranges, normalisation, symmetry and positive definiteness), in X's dtype."""
+        k, d, cov_type = self.n_components, X.shape[1], self.covariance_type
+        dtype = np.dtype(X.dtype)
+        given = {}
+        if self.weights_init is not None:
+            w = _as_float_array(self.weights_init, "weights", dtype)
+            _check_shape(w, (k,), "weights")
+            if np.any(w < 0.0) or np.any(w > 1.0):
+                raise ValueError(
+                    "The parameter 'weights' should be in the range [0, 1], but got max value "
+                    f"{np.min(w):.5f}, min value {np.max(w):.5f}"
+                )
+            # scikit-learn's tolerance, by the given weights' own precision.
+            atol = 1e-6 if np.asarray(self.weights_init).dtype == np.float32 else 1e-8
+            if not np.allclose(np.abs(1.0 - np.sum(w, dtype=np.float64)), 0.0, atol=atol):
+                raise ValueError(
+                    f"The parameter 'weights' should be normalized, but got sum(weights) = "
+                    f"{np.sum(w):.5f}"
+                )
+            given["weights"] = w
+        if self.means_init is not None:
+            m = _as_float_array(self.means_init, "means", dtype)
+            _check_shape(m, (k, d), "means")
+            given["means"] = m
+        if self.precisions_init is not None:
+            name = f"{cov_type} precision"
+            p = _as_float_array(self.precisions_init, name, dtype)
+            shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}
+            _check_shape(p, shape[cov_type], name)
+            if cov_type in ("full", "tied"):
+                mats = p.reshape(-1, d, d)
+                symmetric = np.allclose(mats, np.swapaxes(mats, -1, -2))
+                if not symmetric or np.any(np.linalg.eigvalsh(mats) <= 0.0):
+                    raise ValueError(f"'{name}' should be symmetric, positive-definite")
+            elif np.any(p <= 0.0):
+                raise ValueError(f"'{name}' should be positive")
+            given["covariances"] = np.asarray(_covariance_from_precision(jnp.asarray(p), cov_type))
+        return given
+
+    def _initial_params(self, X, key, given: dict) -> GMM | None:
+        """None (the fit initialises itself), the given pieces over the default
+        initialisation of every restart (as scikit-learn combines them), or, when all three
+        are given, exactly them (no initialisation is computed)."""
+        if not given:
             return None
-        keys = jax.random.split(key, self.n_init)
-        gmm = initialize(
+        if len(given) == 3:
+            return GMM(given["weights"], given["means"], given["covariances"], self.covariance_type)
+        gmm = self._default_starts(X, key)
+        r = self.n_init
+        pieces = {"weights": gmm.weights, "means": gmm.means, "covariances": gmm.covariances}
+        for name, value in given.items():
+            pieces[name] = np.broadcast_to(value, (r,) + value.shape)
+        return GMM(**{n: np.asarray(v) for n, v in pieces.items()}, cov_type=self.covariance_type)
+
+    def _default_starts(self, X, key) -> GMM:
+        """The (n_init, ...) starts `fit` would compute: restart r from split(key)[r]."""
+        return initialize(
             X,
             self.n_components,
-            key=keys,
+            key=jax.random.split(key, self.n_init),
             cov_type=self.covariance_type,
             method=_INIT_NAMES[self.init_params],
             reg_covar=self.reg_covar,
             prior=self.prior,
         )
-        r = self.n_init
-        weights, means, covs = gmm.weights, gmm.means, gmm.covariances
-        if self.weights_init is not None:
-            weights = jnp.broadcast_to(jnp.asarray(self.weights_init, X.dtype), weights.shape)
-        if self.means_init is not None:
-            means = jnp.broadcast_to(jnp.asarray(self.means_init, X.dtype), means.shape)
-        if self.precisions_init is not None:
-            cov = _covariance_from_precision(
-                jnp.asarray(self.precisions_init, X.dtype), self.covariance_type
-            )
-            covs = jnp.broadcast_to(cov, (r,) + cov.shape)
-        return GMM(np.asarray(weights), np.asarray(means), np.asarray(covs), self.covariance_type)
+
+    def _fit_no_iteration(self, X, key, start: GMM | None, sample_weight) -> GaussianMixture:
+        """max_iter=0: the initialisation itself (the best start by mean log-likelihood),
+        n_iter_ 0, lower_bound_ −inf, no ConvergenceWarning (scikit-learn's behaviour)."""
+        starts = self._default_starts(X, key) if start is None else start
+        if starts.batch_shape:
+            ll = jax.vmap(lambda g: log_prob(g, X))(starts)
+            if sample_weight is not None:
+                ll = ll * jnp.asarray(sample_weight, ll.dtype)
+            score = jnp.where(jnp.isfinite(ll).all(axis=1), ll.sum(axis=1), -jnp.inf)
+            starts = starts[int(jnp.argmax(score))]
+        if not bool(jnp.all(jnp.isfinite(starts.precisions_cholesky))):
+            raise ValueError(_ILL_DEFINED)
+        self.restarts_ = None
+        self._set_mixture(starts)
+        self.n_iter_, self.converged_, self.status_ = 0, False, None
+        self.lower_bound_, self.lower_bounds_ = -np.inf, []
+        return self
 
     def _set_mixture(self, gmm: GMM) -> None:
         """The fitted mixture and the scikit-learn attributes derived from it."""
@@ -230,6 +359,29 @@ class GaussianMixture:
         self.lower_bounds_ = history.tolist()
         self.lower_bound_ = float(history[-1]) if len(history) else float("nan")
 
+    def _print_progress(self, res: FitResult, seconds: float) -> None:
+        """scikit-learn's `verbose` report, printed after the run: all restarts ran together
+        in one compiled program, so there is one time for all of them."""
+        n_restarts = res.n_iter.shape[0]
+        print(f"Fitted {n_restarts} initialization(s) in one program: {seconds:.5f}s")
+        for r in range(n_restarts):
+            print(f"Initialization {r}")
+            history = np.asarray(res.history[r])
+            for t in range(self.verbose_interval, int(res.n_iter[r]) + 1, self.verbose_interval):
+                if self.verbose >= 2:
+                    change = history[t - 1] - (history[t - 2] if t > 1 else -np.inf)
+                    print(f"  Iteration {t}\t ll change {change:.5f}")
+                else:
+                    print(f"  Iteration {t}")
+            status = Status(int(res.status[r]))
+            outcome = "converged" if status == Status.CONVERGED else "did not converge"
+            if status.failed:
+                outcome = f"failed ({status.name})"
+            line = f"Initialization {outcome}."
+            if self.verbose >= 2:
+                line += f"\t lower bound {history[int(res.n_iter[r]) - 1]:.5f}."
+            print(line)
+
     # -- using the fit -------------------------------------------------------------------
 
     def predict_proba(self, X) -> np.ndarray:
@@ -243,23 +395,37 @@ class GaussianMixture:
 
     def score_samples(self, X) -> np.ndarray:
         """(N,) log p(x_i)."""
-        return np.asarray(log_prob(self._gmm, self._check_X(X)))
+        X = self._check_X(X)
+        return np.asarray(log_prob(self._gmm, X))
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood per sample."""
         return float(np.mean(self.score_samples(X)))
 
     def bic(self, X) -> float:
-        return float(bic(self._gmm, self._check_X(X)))
+        """Bayesian information criterion −2ℓ + p log N of X (lower is better)."""
+        X = self._check_X(X)
+        return float(bic(self._gmm, X))
 
     def aic(self, X) -> float:
-        return float(aic(self._gmm, self._check_X(X)))
+        """Akaike information criterion −2ℓ + 2p of X (lower is better)."""
+        X = self._check_X(X)
+        return float(aic(self._gmm, X))
+
+    def _n_parameters(self) -> int:
+        """Free parameters of the fitted mixture (scikit-learn's private method, kept for code
+        that calls it; `gmmjax.n_parameters` is the public form)."""
+        self._check_fitted()
+        return n_parameters(self._gmm)
 
     def sample(self, n_samples=1) -> tuple[np.ndarray, np.ndarray]:
         """(X (n, D), component labels (n,)), sorted by component as scikit-learn returns them."""
         self._check_fitted()
-        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}.")
+        if not _is_int(n_samples) or n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples!r} . The sampling requires at "
+                "least one sample."
+            )
         X, z = sample(self._gmm, int(n_samples), key=_key_from(self.random_state))
         order = np.argsort(np.asarray(z), kind="stable")
         return np.asarray(X)[order], np.asarray(z)[order]
@@ -280,7 +446,7 @@ class GaussianMixture:
     # -- input checks --------------------------------------------------------------------
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "weights_"):
+        if not hasattr(self, "_gmm"):
             raise NotFittedError(
                 "This GaussianMixture instance is not fitted yet. Call 'fit' with appropriate "
                 "arguments before using this estimator."
@@ -292,6 +458,11 @@ class GaussianMixture:
         if hasattr(X, "toarray") or hasattr(X, "tocsr"):
             raise TypeError("sparse input is not supported; pass a dense array (X.toarray()).")
         X = check_data(X)
+        if fitting and X.shape[0] < 2:
+            raise ValueError(
+                f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum "
+                "of 2 is required by GaussianMixture."
+            )
         if not fitting and X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but GaussianMixture is expecting "
@@ -302,11 +473,61 @@ class GaussianMixture:
         return X
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
+def _check_int(name: str, value, *, low: int) -> None:
+    if not _is_int(value) or value < low:
+        raise InvalidParameterError(
+            f"The '{name}' parameter of GaussianMixture must be an int in the range "
+            f"[{low}, inf). Got {value!r} instead."
+        )
+
+
+def _check_real(name: str, value) -> None:
+    """A finite real >= 0 (tol, reg_covar)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+    if not ok or not np.isfinite(value) or value < 0:
+        raise InvalidParameterError(
+            f"The '{name}' parameter of GaussianMixture must be a float in the range "
+            f"[0.0, inf). Got {value!r} instead."
+        )
+
+
+def _check_choice(name: str, value, choices: tuple) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidParameterError(
+            f"The '{name}' parameter of GaussianMixture must be a str among "
+            f"{set(choices)}. Got {value!r} instead."
+        )
+
+
+def _as_float_array(value, name: str, dtype) -> np.ndarray:
+    """A user-given initial parameter as a finite float array of X's dtype."""
+    try:
+        array = np.array(value, dtype=dtype)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"The parameter '{name}' must be a numeric array: {err}") from None
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"The parameter '{name}' contains NaN or inf.")
+    return array
+
+
+def _check_shape(array: np.ndarray, shape: tuple, name: str) -> None:
+    if array.shape != shape:
+        raise ValueError(
+            f"The parameter '{name}' should have the shape of {shape}, but got {array.shape}"
+        )
+
+
 def _key_from(random_state):
     """A JAX key from scikit-learn's random_state conventions."""
     if random_state is None:
         seed = np.random.randint(np.iinfo(np.int32).max)
-    elif isinstance(random_state, numbers.Integral):
+    elif _is_int(random_state):
+        if not 0 <= random_state < 2**32:
+            raise ValueError(f"random_state must be in [0, 2**32), got {random_state!r}.")
         seed = int(random_state)
     elif isinstance(random_state, np.random.RandomState):
         seed = random_state.randint(np.iinfo(np.int32).max)

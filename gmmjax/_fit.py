@@ -157,8 +157,10 @@ def fit(
     return _fit(**locals())
 
 
-def _fit(X, n_components, *, key, method, timing=None, **options) -> FitResult:
-    """`fit`; with a `timing` dict, compiled ahead of time and timed (compile, run seconds)."""
+def _fit(X, n_components, *, key, method, timing=None, previous_value=None, **options) -> FitResult:
+    """`fit`; with a `timing` dict, compiled ahead of time and timed (compile, run seconds).
+    `previous_value` is the objective the first step's tol test compares with (default −inf,
+    so the first step never converges): a warm-started fit continues the previous fit's test."""
     batch_size = options.pop("batch_size")
     method = resolve_method(method, batch_size)
     if isinstance(method, Gradient) and method.batch_size is not None:
@@ -201,7 +203,9 @@ def _fit(X, n_components, *, key, method, timing=None, **options) -> FitResult:
         halving_survivors=options.pop("halving_survivors"),
     )
     with fit_input(X, config, key=key, prior=prior, **options) as prep:
-        return run_prepared(prep, config, method, hyper, timing=timing)
+        return run_prepared(
+            prep, config, method, hyper, timing=timing, previous_value=previous_value
+        )
 
 
 def run_prepared(
@@ -212,6 +216,7 @@ def run_prepared(
     *,
     active=None,
     timing: dict | None = None,
+    previous_value: float | None = None,
 ) -> FitResult:
     """Run the fitting program on prepared input (`active` (K,) masks components, see
     `select`). With a `timing` dict the program is compiled ahead of time and the dict gets
@@ -226,8 +231,10 @@ def run_prepared(
         prep.count(prep.n_samples),
     )
     tol = prep.scalar(config.tol)
-    # Every method may read the run's planned length (online EM averages its later part).
-    hyper = prep.traced({**hyper, "max_iter": config.max_iter})
+    # Every method may read the run's planned length (online EM averages its later part); the
+    # solver's first tol test compares with `previous_value` (traced: no recompile).
+    previous = -jnp.inf if previous_value is None else previous_value
+    hyper = prep.traced({**hyper, "max_iter": config.max_iter, "previous_value": previous})
     args = (problem, prep.keys, prep.init_params, tol, hyper, prep.init_data)
     static = dict(
         method=method,

@@ -25,7 +25,7 @@ from ._stats import (
     streamed_statistics,
     sum_over_chunks,
 )
-from ._validate import check_data, check_fit_options
+from ._validate import check_data, check_fit_options, check_key
 
 N_LLOYD_STEPS = 10
 
@@ -200,6 +200,7 @@ def initialize(
         ValueError: for invalid X or options.
     """
     X = check_data(X)
+    check_key(key)
     reg_covar = default_reg_covar(reg_covar, prior)
     check_fit_options(
         n_samples=X.shape[0],

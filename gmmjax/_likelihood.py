@@ -129,6 +129,12 @@ def squared_distances(x: Float[Array, "n d"], m: Float[Array, "k d"]) -> Float[A
 def log_gaussian(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]:
     """log N(x_i | μ_k, Σ_k), shape (N, K)."""
     d = gmm.n_features
+    # Shapes are known under tracing too, so this check costs nothing inside jit.
+    if getattr(X, "ndim", None) != 2 or X.shape[-1] != d:
+        raise ValueError(
+            f"X must have shape (n_samples, {d}) for this {d}-feature mixture, got "
+            f"{getattr(X, 'shape', type(X).__name__)}."
+        )
     log_det = log_det_precision_cholesky(gmm.precisions_cholesky, gmm.cov_type, d)
     return -0.5 * d * math.log(2 * math.pi) + log_det - 0.5 * squared_mahalanobis(gmm, X)
 

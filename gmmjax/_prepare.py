@@ -30,7 +30,7 @@ from ._sharding import (
 )
 from ._stats import Chunked, chunk_rows
 from ._stream import Streamed, is_host_stream, open_host_data
-from ._validate import check_data, check_init_params, check_sample_weight
+from ._validate import check_data, check_init_params, check_key, check_sample_weight
 
 # Rows per chunk x restarts x components: the (chunk, K) responsibilities of all restarts
 # together stay cache-sized. Measured on W2 and W4 (benchmarks/README.md): 2^17-2^18 is best.
@@ -114,6 +114,7 @@ def prepare_fit(
     """Validate everything (ValueError before tracing), centre X on its weighted mean, split
     its rows into chunks, split the key per restart, centre / batch `init_params` and the
     prior; with a mesh, place all of it on the mesh's devices."""
+    check_key(key)
     X = check_data(X)
     n_local, d = X.shape
     n = n_local if mesh is None else int(global_sum(n_local))
@@ -173,6 +174,7 @@ def fit_input(
 ):
     """`prepare_fit` for in-memory data; for host-streamed data (memmap, iterator) the same
     checks and centring, with the host reader registered for the duration of the block."""
+    check_key(key)
     if not is_host_stream(X):
         yield prepare_fit(
             X,

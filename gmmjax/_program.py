@@ -66,7 +66,13 @@ def fit_program(
                 prior=problem.prior,
             )
         params, aux = method.init(gmm, key, problem, hyper)
-        return _solver.init(params, aux, max_iter=max_iter, dtype=gmm.means.dtype)
+        return _solver.init(
+            params,
+            aux,
+            max_iter=max_iter,
+            dtype=gmm.means.dtype,
+            previous_value=hyper["previous_value"],
+        )
 
     state = map_restarts(start, keys, init_params)
     step = functools.partial(_method_step, method, problem=problem, hyper=hyper)

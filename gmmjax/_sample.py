@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._params import GMM
+from ._validate import check_key, check_positive_int
 
 
 def sample(gmm: GMM, n: int, *, key: PRNGKeyArray) -> tuple[Float[Array, "n d"], Int[Array, " n"]]:
-    """Draw n samples: (X (n, D), z (n,) component labels)."""
+    """Draw n samples: (X (n, D), z (n,) component labels).
+
+    The draw is compiled for n rounded up to a power of two and cut to n (rows are independent,
+    so any n of them are a sample): drawing many different sizes compiles a handful of programs,
+    not one per size.
+    """
+    if not isinstance(gmm, GMM):
+        raise TypeError(f"sample needs a gmmjax.GMM, got {type(gmm).__name__}.")
     if gmm.batch_shape:
         raise ValueError(f"sample needs a single GMM, got batch shape {gmm.batch_shape}.")
+    check_positive_int("n", n)
+    check_key(key)
+    X, z = jax.device_get(_draw(gmm, key, rows=1 << (int(n) - 1).bit_length()))
+    # Cut on the host: an eager slice would compile one program per n.
+    return jnp.asarray(X[:n]), jnp.asarray(z[:n])
+
+
+@functools.partial(jax.jit, static_argnames="rows")
+def _draw(gmm: GMM, key: PRNGKeyArray, *, rows: int):
     key_z, key_x = jax.random.split(key)
-    z = jax.random.categorical(key_z, jnp.log(gmm.weights), shape=(n,))
-    noise = jax.random.normal(key_x, (n, gmm.n_features), gmm.means.dtype)
+    z = jax.random.categorical(key_z, jnp.log(gmm.weights), shape=(rows,))
+    noise = jax.random.normal(key_x, (rows, gmm.n_features), gmm.means.dtype)
     cov = gmm.covariances
     if gmm.cov_type in ("full", "tied"):
         chol = jnp.linalg.cholesky(cov)

@@ -8,6 +8,8 @@ padded fit follows the same path as an unpadded K-component fit with the same ke
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import warnings
 
 import jax.numpy as jnp
 import numpy as np
@@ -79,13 +81,16 @@ def select(
     criteria use the log-likelihood at the MAP estimate without the prior term (mclust's
     convention). `reg_covar` defaults to 1e-6 without a prior and 0 with one.
 
+    A cell whose every restart failed (a collapsed component, non-finite iterates) gets NaN
+    criteria and its status in `rows`, cannot be selected, and is named in one RuntimeWarning;
+    the rest of the grid is unaffected.
+
     Raises:
-        ValueError: for an empty grid, an unknown criterion or cov_type, or any input
-            `fit_em` refuses (checked for the largest K).
+        ValueError: for an empty grid or one that is not a collection of integers >= 1, an
+            unknown criterion or cov_type, any input `fit_em` refuses (checked for the largest
+            K), or when every cell of the grid failed.
     """
-    ks = sorted({int(k) for k in n_components})
-    if not ks or ks[0] < 1:
-        raise ValueError(f"n_components must be a non-empty set of integers >= 1, got {ks}.")
+    ks = _grid_of_counts(n_components)
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
     cov_types = tuple(cov_types)
@@ -127,8 +132,17 @@ def select(
                 prep = dataclasses.replace(
                     prep, prior=prior_k.astype(prep.dtype).shifted(prep.offset)
                 )
-            res = run_prepared(prep, config, EM(), {}, active=jnp.arange(k_max) < k)
+            with warnings.catch_warnings():
+                # One cell failing is reported in its row (and once below), not per cell.
+                warnings.filterwarnings("ignore", "every restart failed", RuntimeWarning)
+                res = run_prepared(prep, config, EM(), {}, active=jnp.arange(k_max) < k)
+            status = Status(int(res.status[res.best_index]))
             gmm = _first_components(res.best, k)
+            if status.failed:
+                # Every restart of this cell failed: it has no fit to score, so its criteria
+                # are NaN and it cannot be selected; the rest of the grid goes on.
+                rows.append(_failed_row(k, cov, status))
+                continue
             loglik = float(log_likelihood(gmm, X_data, w))
             p = n_parameters(gmm)
             bic = -2 * loglik + p * np.log(total)
@@ -147,7 +161,21 @@ def select(
                 }
             )
             models[(k, cov)] = gmm
-    best_row = min(rows, key=lambda r: r[criterion])
+    failed = [(r["n_components"], r["cov_type"]) for r in rows if np.isnan(r[criterion])]
+    if len(failed) == len(rows):
+        raise ValueError(
+            f"every fit of the grid failed ({rows[0]['status']}): "
+            f"{Status[rows[0]['status'].upper()].message}"
+        )
+    if failed:
+        warnings.warn(
+            f"{len(failed)} of {len(rows)} grid cells failed (every restart collapsed or became "
+            f"non-finite) and cannot be selected: {failed}; see Selection.rows' status. Raise "
+            "reg_covar, use a prior, or drop those K.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    best_row = min((r for r in rows if not np.isnan(r[criterion])), key=lambda r: r[criterion])
     key_best = (best_row["n_components"], best_row["cov_type"])
     return Selection(
         rows,
@@ -157,6 +185,38 @@ def select(
         criterion,
         n_compiled() - before,
     )
+
+
+def _grid_of_counts(n_components) -> list[int]:
+    """The sorted distinct K of the grid: a collection of integers >= 1 (NumPy's included)."""
+    if isinstance(n_components, numbers.Integral | str) or not hasattr(n_components, "__iter__"):
+        raise ValueError(
+            f"n_components must be a collection of integers, e.g. range(1, 7) or [3], got "
+            f"{n_components!r}."
+        )
+    values = list(n_components)
+    bad = [k for k in values if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1]
+    if not values or bad:
+        raise ValueError(
+            f"n_components must be a non-empty collection of integers >= 1, got {values!r}."
+        )
+    return sorted({int(k) for k in values})
+
+
+def _failed_row(k: int, cov_type: str, status: Status) -> dict:
+    """A grid cell whose every restart failed: NaN criteria, its status."""
+    nan = float("nan")
+    return {
+        "n_components": k,
+        "cov_type": cov_type,
+        "bic": nan,
+        "aic": nan,
+        "icl": nan,
+        "log_likelihood": nan,
+        "objective": nan,
+        "n_parameters": nan,
+        "status": status.name.lower(),
+    }
 
 
 def _first_components(gmm: GMM, k: int) -> GMM:

@@ -70,8 +70,9 @@ _MESSAGES = {
         "the last finite parameters are returned"
     ),
     Status.DEGENERATE: (
-        "a component collapsed (no responsibility left, or its covariance is not positive "
-        "definite); raise reg_covar or lower n_components; the last good parameters are returned"
+        "a component collapsed (its covariance is not positive definite, e.g. a component on "
+        "a single point or on collinear points); raise reg_covar or lower n_components; the "
+        "last valid parameters are returned"
     ),
     Status.PRUNED: (
         "stopped early by successive halving: its objective trailed the other restarts'"
@@ -121,12 +122,14 @@ class SolverState(eqx.Module):
     status: Int[Array, ""]
 
 
-def init(params: Any, aux: Any, *, max_iter: int, dtype) -> SolverState:
-    """The state before the first step."""
+def init(params: Any, aux: Any, *, max_iter: int, dtype, previous_value=-jnp.inf) -> SolverState:
+    """The state before the first step. The first tol test compares f(θ_0) with
+    `previous_value`: −inf (never converged at the first step), or the last value of a fit
+    this one continues (scikit-learn's warm start)."""
     return SolverState(
         params=params,
         aux=aux,
-        prev_value=jnp.array(-jnp.inf, dtype),
+        prev_value=jnp.asarray(previous_value, dtype),
         history=jnp.full((max_iter,), jnp.nan, dtype),
         evals_history=jnp.full((max_iter,), jnp.nan, dtype),
         evals=jnp.zeros((), dtype),
@@ -160,7 +163,8 @@ def advance(
         value = out.value
         failure = jnp.where(jnp.isfinite(value), out.failure, Status.NON_FINITE)
         broke = failure != OK
-        # t == 0: prev_value is −inf, the change is +inf and never below tol.
+        # t == 0: prev_value is −inf (the change is +inf, never below tol) unless the fit
+        # continues an earlier one (`init`'s previous_value).
         converged = (jnp.abs(value - s.prev_value) < tol) & out.can_stop
         status = jnp.where(
             broke,

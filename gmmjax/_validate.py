@@ -148,3 +148,26 @@ def check_init_params(
             f"{init_params.means.shape}; covariances accordingly "
             f"{covariance_shape(cov_type, n_components, n_features)}."
         )
+
+
+def check_key(key) -> None:
+    """`key` must be a JAX PRNG key: a typed key (`jax.random.key(seed)`) or a legacy uint32
+    `jax.random.PRNGKey(seed)`, one key or a batch of them."""
+    if isinstance(key, jax.Array):
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            return
+        if key.dtype == jnp.uint32 and key.ndim >= 1 and key.shape[-1] == 2:
+            return
+    raise ValueError(
+        f"key must be a JAX PRNG key such as jax.random.key(0), got {_describe(key)}; "
+        "make one with jax.random.key(seed)."
+    )
+
+
+def _describe(value) -> str:
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    if shape is not None and dtype is not None:
+        return f"{type(value).__name__} of dtype {dtype} and shape {tuple(shape)}"
+    plain = isinstance(value, int | float | str | type(None))
+    return repr(value) if plain else type(value).__name__
