@@ -183,6 +183,10 @@ def _cmd_fit(args) -> None:
 
     import gmmjax as gj
 
+    from ._io import check_save_path
+
+    if args.out:
+        check_save_path(args.out)  # before the fit, not after it
     X = _load_matrix(args.data)
     if X.shape[0] < args.k:
         raise ValueError(

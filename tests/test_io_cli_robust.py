@@ -2,9 +2,17 @@
 clear error (ValueError, or argparse's usage error), never a traceback or a silent wrong answer.
 No test here runs a fit: every error is raised before one would start."""
 
+import io
+import json
+import os
+import pickle
+import zipfile
+
+import jax
 import numpy as np
 import pytest
 
+import gmmjax as gj
 from gmmjax.cli import _load_matrix, main
 
 
@@ -118,8 +126,6 @@ def test_bad_npy_data_is_refused_with_the_expected_shape(tmp_path, capsys, name)
 
 
 def test_npy_that_is_not_an_array_file(tmp_path, capsys):
-    import pickle
-
     pickled = tmp_path / "pickled.npy"
     pickled.write_bytes(pickle.dumps([[1.0, 2.0]]))
     assert "not a readable .npy file" in _fit_error(capsys, pickled)
@@ -169,3 +175,170 @@ def test_fewer_rows_than_components(tmp_path, capsys):
     assert main(["fit", str(data), "-k", "3"]) == 2
     err = capsys.readouterr().err
     assert f"{data}: 2 data row(s), fewer than the 3 components" in err
+
+
+# Model files: gj.load raises ValueError naming the file and the problem, for anything.
+
+
+def _model_arrays(tmp_path):
+    gmm = gj.GMM(np.array([0.4, 0.6]), np.zeros((2, 2)), np.stack([np.eye(2)] * 2), "full")
+    gj.save(gmm, tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as f:
+        return dict(f)
+
+
+def _meta(arrays, **changes):
+    return np.array(json.dumps(dict(json.loads(str(arrays["metadata"])), **changes)))
+
+
+def _npy_bytes(array, allow_pickle=False):
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=allow_pickle)
+    return buf.getvalue()
+
+
+TAMPERED = {
+    # name: (members replaced, None dropping one, (field, value) changing metadata; message)
+    "meta_list": ({"metadata": np.array("[1, 2]")}, "metadata must be a JSON object, got list"),
+    "meta_number": ({"metadata": np.array("3")}, "metadata must be a JSON object, got int"),
+    "meta_string": ({"metadata": np.array('"x"')}, "metadata must be a JSON object, got str"),
+    "meta_not_json": ({"metadata": np.array("{")}, "corrupt metadata"),
+    "meta_1d": ({"metadata": np.array(["{}"])}, "metadata must be a 0-d string array"),
+    "meta_bytes": ({"metadata": np.array(b"{}")}, "metadata must be a 0-d string array"),
+    "meta_int": ({"metadata": np.array(3)}, "metadata must be a 0-d string array"),
+    "cov_type_unknown": ({"metadata": ("cov_type", ["full"])}, "unknown cov_type ['full']"),
+    "cov_type_mismatch": ({"metadata": ("cov_type", "diag")}, "covariances must have shape (2, 2)"),
+    "version_bool": ({"metadata": ("format_version", True)}, "unsupported format"),
+    "dtype_unknown": ({"metadata": ("dtype", "int64")}, "unknown dtype 'int64' in metadata"),
+    "weights_shape": ({"weights": np.array([0.2, 0.3, 0.5])}, "weights must have shape (2,)"),
+    "means_1d": ({"means": np.zeros(2)}, "means must have shape (K, D) with K, D >= 1"),
+    "no_components": (
+        {"weights": np.zeros(0), "means": np.zeros((0, 2)), "covariances": np.zeros((0, 2, 2))},
+        "got (0, 2)",
+    ),
+    "cov_shape": ({"covariances": np.ones((2, 2))}, "covariances must have shape (2, 2, 2)"),
+    "int_weights": ({"weights": np.array([1, 0])}, "weights has dtype int64; expected float"),
+    "bool_weights": ({"weights": np.array([True, False])}, "weights has dtype bool"),
+    "complex_means": ({"means": np.zeros((2, 2), complex)}, "means has dtype complex128"),
+    "mixed_dtypes": ({"means": np.zeros((2, 2), np.float32)}, "but the metadata says float64"),
+    "nan_means": ({"means": np.array([[np.nan, 0], [0, 0]])}, "means contain NaN or inf"),
+    "inf_cov": ({"covariances": np.stack([np.eye(2) + np.inf] * 2)}, "contain NaN or inf"),
+    "negative_weights": ({"weights": np.array([-0.5, 1.5])}, "must be non-negative and sum"),
+    "weights_sum": ({"weights": np.array([0.5, 0.6])}, "must be non-negative and sum to 1"),
+    "not_pd": ({"covariances": np.stack([-np.eye(2)] * 2)}, "must be positive definite"),
+    "asymmetric": ({"covariances": np.stack([np.array([[1, 0.5], [0, 1]])] * 2)}, "symmetric"),
+    "no_metadata": ({"metadata": None}, "not a readable gmmjax model file: missing member"),
+    "no_means": ({"means": None}, "missing member(s) means"),
+}
+
+
+@pytest.mark.parametrize("name", TAMPERED)
+def test_tampered_model_members_are_value_errors(tmp_path, name):
+    arrays = _model_arrays(tmp_path)
+    changes, message = TAMPERED[name]
+    for key, value in changes.items():
+        if isinstance(value, tuple):  # one metadata field changed
+            value = _meta(arrays, **dict([value]))
+        arrays[key] = value
+    path = tmp_path / f"{name}.npz"
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    with pytest.raises(ValueError) as info:
+        gj.load(path)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
+def test_archives_that_are_not_model_files(tmp_path):
+    arrays = _model_arrays(tmp_path)
+    files = {"text": b"hello", "empty": b"", "npy": _npy_bytes(np.ones(3))}
+    members = {f"{k}.npy": _npy_bytes(v) for k, v in arrays.items()}
+    variants = {
+        "object": dict(members, **{"means.npy": _npy_bytes(np.array([{}]), allow_pickle=True)}),
+        "pickle": dict(members, **{"means.npy": pickle.dumps(arrays["means"])}),
+        "cut": dict(members, **{"means.npy": members["means.npy"][:-8]}),
+    }
+    # A header claiming 10**12 elements: refused before anything that size is allocated.
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**12, 2)}
+    )
+    variants["huge"] = dict(members, **{"means.npy": header.getvalue() + b"\0" * 32})
+    for name, content in variants.items():
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for member, data in content.items():
+                z.writestr(member, data)
+        files[name] = buf.getvalue()
+    for name, data in files.items():
+        path = tmp_path / f"{name}.npz"
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match="is not a readable gmmjax model file"):
+            gj.load(path)
+    with pytest.raises(ValueError, match="not a readable gmmjax model file"):
+        gj.load(tmp_path)
+    # Members beyond the four `save` writes are ignored (not read).
+    np.savez(tmp_path / "extra.npz", **arrays, notes=np.array([{}]), allow_pickle=True)
+    assert gj.load(tmp_path / "extra.npz").n_components == 2
+
+
+# gj.save: checks the path before writing, never leaves a temporary file behind.
+
+
+def test_save_checks_the_path_and_the_model(tmp_path, capsys):
+    gmm = gj.GMM(np.array([1.0]), np.zeros((1, 2)), np.ones((1, 2)), "diag")
+    with pytest.raises(ValueError, match="is a directory; pass a file name such as"):
+        gj.save(gmm, tmp_path)
+    with pytest.raises(ValueError, match="does not exist; create it first"):
+        gj.save(gmm, tmp_path / "missing" / "m.npz")
+    with pytest.raises(ValueError, match="is not a file name"):
+        gj.save(gmm, "")
+    with pytest.raises(TypeError, match="save expects a gmmjax.GMM, got dict"):
+        gj.save({"weights": [1.0]}, tmp_path / "m.npz")
+    # A GMM built under jit skipped the value checks: save refuses NaN rather than write a
+    # file that load would refuse.
+    nan_gmm = jax.jit(lambda m: gj.GMM(np.array([1.0]), m, np.ones((1, 2)), "diag"))(
+        np.full((1, 2), np.nan)
+    )
+    with pytest.raises(ValueError, match="cannot save this GMM to .*NaN or inf"):
+        gj.save(nan_gmm, tmp_path / "nan.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    # --out is checked before the fit starts.
+    data = tmp_path / "x.csv"
+    data.write_text("1,2\n3,4\n")
+    err = _fit_error(capsys, data, "--out", str(tmp_path))
+    assert "is a directory" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to any folder")
+def test_save_into_a_read_only_folder(tmp_path):
+    gmm = gj.GMM(np.array([1.0]), np.zeros((1, 2)), np.ones((1, 2)), "diag")
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o555)
+    with pytest.raises(ValueError, match="is not writable"):
+        gj.save(gmm, folder / "m.npz")
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    gmm = gj.GMM(np.array([1.0]), np.zeros((1, 2)), np.ones((1, 2)), "diag")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        gj.save(gmm, tmp_path / "m.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_writes_exactly_the_given_path(tmp_path):
+    gmm = gj.GMM(np.array([0.3, 0.7]), np.eye(2), np.array([1.0, 2.0]), "spherical")
+    for name in ("model", "model.bin", "model.npz"):
+        gj.save(gmm, tmp_path / name)
+        back = gj.load(str(tmp_path / name))
+        np.testing.assert_array_equal(back.covariances, gmm.covariances)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "model.bin", "model.npz"]
+    # Permissions follow the umask like any new file (not a private temporary file's 0o600).
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o666 & ~umask
+    gj.save(gmm, tmp_path / "model")  # overwriting is allowed
+    assert gj.load(tmp_path / "model").cov_type == "spherical"
