@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import shlex
 import sys
 from importlib import resources
 from pathlib import Path
@@ -49,6 +50,16 @@ def _parse_cell(path: str, line: int, column: int, text: str, first: bool = Fals
     return value
 
 
+def _split_whitespace(text: str) -> list[str]:
+    """The fields of a .txt line; quoted fields ("col a" "col b") may hold spaces."""
+    if '"' in text or "'" in text:
+        try:
+            return shlex.split(text, posix=True)
+        except ValueError:  # an unbalanced quote: the plain split, so a cell names it
+            pass
+    return text.split()
+
+
 def _text_records(path: Path, csv_format: bool):
     """(line number, fields) for every line that is not blank or a `#` comment."""
     # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first field.
@@ -64,7 +75,7 @@ def _text_records(path: Path, csv_format: bool):
                 yield reader.line_num, fields
         else:
             for number, text in enumerate(f, start=1):
-                fields = text.split()
+                fields = _split_whitespace(text)
                 if fields and not fields[0].startswith("#"):
                     yield number, fields
 

@@ -40,6 +40,7 @@ GOOD_TEXT = {
     "quoted_numbers.csv": ('"1","2e-3"\n', [[1, 2e-3]]),
     "whitespace.txt": ("a b\n1   2\n3\t4\r\n", [[1, 2], [3, 4]]),
     "single_column.txt": ("1\n2\n", [[1], [2]]),
+    "quoted_header.txt": ('"col a" "col b"\n1 2\n', [[1, 2]]),
 }
 
 
