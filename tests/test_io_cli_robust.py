@@ -309,13 +309,13 @@ def test_save_checks_the_path_and_the_model(tmp_path, capsys):
     assert "is a directory" in err
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to any folder")
-def test_save_into_a_read_only_folder(tmp_path):
+def test_save_into_a_read_only_folder(tmp_path, monkeypatch):
     gmm = gj.GMM(np.array([1.0]), np.zeros((1, 2)), np.ones((1, 2)), "diag")
-    folder = tmp_path / "ro"
-    folder.mkdir(mode=0o555)
+    # os.access stands in for a read-only folder: root (as in containers) may write anywhere.
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(ValueError, match="is not writable"):
-        gj.save(gmm, folder / "m.npz")
+        gj.save(gmm, tmp_path / "m.npz")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
