@@ -3,61 +3,194 @@
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
+import secrets
 import zipfile
+import zlib
 
 import numpy as np
 
-from ._params import COV_TYPES, GMM
+from ._params import COV_TYPES, GMM, _check_values
 
 FORMAT_VERSION = 1
 
+_ARRAYS = ("weights", "means", "covariances")
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_save_path(path: str | os.PathLike) -> str:
+    """`path` as a str, or a ValueError naming the fix when a model cannot be written there."""
+    path = os.fsdecode(path)
+    if not path or path.endswith(("/", os.sep)):
+        raise ValueError(f"{path!r} is not a file name; pass one such as model.npz")
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory; pass a file name such as {path}/model.npz")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValueError(f"cannot write {path}: folder {directory} does not exist; create it first")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {path}: folder {directory} is not writable")
+    return path
+
 
 def save(gmm: GMM, path: str | os.PathLike) -> None:
-    """Write `gmm` to `path` (.npz): weights, means, covariances and a JSON `metadata` entry
-    (format version, cov_type, dtype, gmmjax version). Written to a temporary file and renamed,
-    so a crash never leaves a half-written model."""
+    """Write `gmm` to `path`: weights, means, covariances and a JSON `metadata` entry
+    (format version, cov_type, dtype, gmmjax version), as a NumPy `.npz` archive.
+
+    The file is written at exactly `path` (no `.npz` is appended; `load(path)` reads it back),
+    via a temporary file in the same folder that is renamed into place, so a crash never leaves
+    a half-written model and a failed write leaves no temporary file behind.
+
+    Raises:
+        TypeError: `gmm` is not a `gmmjax.GMM`.
+        ValueError: `path` is a folder or its folder is missing or not writable (checked before
+            writing), or the parameters are not a valid mixture (e.g. NaN from a failed fit).
+    """
     from . import __version__
 
+    if not isinstance(gmm, GMM):
+        raise TypeError(f"save expects a gmmjax.GMM, got {type(gmm).__name__}")
+    path = check_save_path(path)
+    arrays = {name: np.asarray(getattr(gmm, name)) for name in _ARRAYS}
+    # A GMM built under jit (e.g. a fit's result) skipped the value checks: run them here, so
+    # that every file `save` writes is one `load` accepts.
+    try:
+        _check_values(*arrays.values(), gmm.cov_type)
+    except ValueError as err:
+        raise ValueError(f"cannot save this GMM to {path}: {err}") from None
     meta = {
         "format": "gmmjax.GMM",
         "format_version": FORMAT_VERSION,
         "cov_type": gmm.cov_type,
-        "dtype": str(np.asarray(gmm.means).dtype),
+        "dtype": str(arrays["means"].dtype),
         "gmmjax_version": __version__,
     }
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile(dir=directory, suffix=".npz", delete=False) as tmp:
-        np.savez(
-            tmp,
-            weights=np.asarray(gmm.weights),
-            means=np.asarray(gmm.means),
-            covariances=np.asarray(gmm.covariances),
-            metadata=np.array(json.dumps(meta)),
-        )
-    os.replace(tmp.name, path)
+    directory, base = os.path.split(os.path.abspath(path))
+    # os.open with mode 0o666 lets the umask set the permissions, as for any new file
+    # (tempfile would make it private, 0o600); O_EXCL never reuses an existing name.
+    while True:
+        tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays, metadata=np.array(json.dumps(meta)))
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+_READ_ERRORS = (
+    ValueError,
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,  # an unsupported zip compression method
+    RuntimeError,  # an encrypted zip member
+)
+
+
+def _read_member(archive: zipfile.ZipFile, name: str) -> np.ndarray:
+    """The array `name.npy` of the archive, read without pickle and without trusting its header
+    for an allocation larger than the member itself."""
+    info = archive.getinfo(f"{name}.npy")
+    with archive.open(info) as fp:
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"{name}: unsupported .npy version {version}")
+        if dtype.hasobject:
+            raise ValueError(f"{name}: an object array (it would need pickle, never used here)")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > info.file_size:
+            raise ValueError(f"{name}: truncated ({info.file_size} bytes for shape {shape})")
+        data = fp.read(nbytes)
+    if len(data) != nbytes:
+        raise ValueError(f"{name}: truncated ({len(data)} of {nbytes} bytes)")
+    return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C").copy()
 
 
 def load(path: str | os.PathLike) -> GMM:
-    """Read a GMM written by `save`. Never unpickles; a truncated, tampered or wrong-version
-    file raises ValueError."""
+    """Read a GMM written by `save`.
+
+    Never unpickles. Anything that is not such a file (missing, not a zip archive, truncated,
+    tampered, another format version) raises ValueError naming the file and the problem:
+    missing or pickled members, metadata that is not a JSON object with the expected fields,
+    arrays that are not float32/float64 of the shapes `cov_type` implies, and values that are
+    not a mixture (NaN/inf, weights off the simplex, covariances not positive definite).
+    Archive members and metadata fields beyond those `save` writes are ignored, so that a
+    later minor addition does not make older readers fail.
+    """
+    path = os.fspath(path)  # a TypeError for anything that is not a path
     try:
-        # Our own handle: np.load leaks its file when the archive is corrupt.
-        with open(path, "rb") as raw, np.load(raw, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in ("weights", "means", "covariances", "metadata")}
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
+        with open(path, "rb") as raw:
+            if not zipfile.is_zipfile(raw):
+                raise ValueError("not a .npz (zip) archive")
+            with zipfile.ZipFile(raw) as archive:
+                names = set(archive.namelist())
+                missing = [n for n in (*_ARRAYS, "metadata") if f"{n}.npy" not in names]
+                if missing:
+                    raise ValueError(f"missing member(s) {', '.join(missing)}")
+                arrays = {n: _read_member(archive, n) for n in (*_ARRAYS, "metadata")}
+    except _READ_ERRORS as err:
         raise ValueError(f"{path} is not a readable gmmjax model file: {err}") from None
+    meta = _read_metadata(path, arrays.pop("metadata"))
+    cov_type = meta["cov_type"]
+    for name, arr in arrays.items():
+        if arr.dtype.kind != "f" or arr.dtype.newbyteorder("=") not in _FLOAT_DTYPES:
+            raise ValueError(f"{path}: {name} has dtype {arr.dtype}; expected float32 or float64")
+        arr = arrays[name] = arr.astype(arr.dtype.newbyteorder("="))
+        if arr.dtype != np.dtype(meta["dtype"]):
+            raise ValueError(
+                f"{path}: {name} has dtype {arr.dtype} but the metadata says {meta['dtype']}"
+            )
+    means = arrays["means"]
+    if means.ndim < 2 or 0 in means.shape:
+        raise ValueError(
+            f"{path}: means must have shape (K, D) with K, D >= 1 (optionally after batch axes), "
+            f"got {means.shape}"
+        )
     try:
-        meta = json.loads(str(arrays["metadata"]))
-    except json.JSONDecodeError as err:
+        # GMM checks the shapes against cov_type and the values (finite, weights on the
+        # simplex, covariances positive definite); the arrays are concrete, so both run.
+        return GMM(arrays["weights"], means, arrays["covariances"], cov_type)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def _read_metadata(path, metadata: np.ndarray) -> dict:
+    if metadata.shape != () or metadata.dtype.kind != "U":
+        raise ValueError(
+            f"{path}: metadata must be a 0-d string array, got dtype {metadata.dtype} "
+            f"shape {metadata.shape}"
+        )
+    try:
+        meta = json.loads(str(metadata))
+    except (json.JSONDecodeError, RecursionError) as err:
         raise ValueError(f"{path}: corrupt metadata: {err}") from None
-    if meta.get("format") != "gmmjax.GMM" or meta.get("format_version") != FORMAT_VERSION:
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: metadata must be a JSON object, got {type(meta).__name__}")
+    version = meta.get("format_version")
+    if meta.get("format") != "gmmjax.GMM" or type(version) is not int or version != FORMAT_VERSION:
         raise ValueError(
             f"{path}: unsupported format {meta.get('format')!r} version "
-            f"{meta.get('format_version')!r}; this gmmjax reads version {FORMAT_VERSION}."
+            f"{version!r}; this gmmjax reads version {FORMAT_VERSION}."
         )
-    if meta.get("cov_type") not in COV_TYPES:
-        raise ValueError(f"{path}: unknown cov_type {meta.get('cov_type')!r} in metadata.")
-    return GMM(arrays["weights"], arrays["means"], arrays["covariances"], meta["cov_type"])
+    cov_type = meta.get("cov_type")
+    if not isinstance(cov_type, str) or cov_type not in COV_TYPES:
+        raise ValueError(f"{path}: unknown cov_type {cov_type!r} in metadata.")
+    if meta.get("dtype") not in [str(d) for d in _FLOAT_DTYPES]:
+        raise ValueError(f"{path}: unknown dtype {meta.get('dtype')!r} in metadata.")
+    return meta

@@ -3,29 +3,171 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import math
+import shlex
 import sys
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+# Text data is read by our own small parser (the csv module for .csv, str.split for .txt)
+# rather than np.loadtxt/genfromtxt: loadtxt has no header rule of its own (the old retry with
+# skiprows=1 dropped a data row whenever row 1 failed to parse) and its errors do not name the
+# cell; genfromtxt fills bad or missing cells with NaN. Here a first line is a header only when
+# every field is non-numeric, and every other problem names the file, line and column.
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_cell(path: str, line: int, column: int, text: str, first: bool = False) -> float:
+    hint = " (a header line must hold only column names)" if first else ""
+    if ";" in text or "\t" in text.strip():
+        hint += " (columns of a .csv are separated by commas, of a .txt by whitespace)"
+    if not text.strip():
+        raise ValueError(
+            f"{path}: line {line}, column {column}: empty cell (missing values are not supported)"
+        )
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(
+            f"{path}: line {line}, column {column}: could not read {text.strip()!r} as a number"
+            + hint
+        ) from None
+    if not math.isfinite(value):
+        raise ValueError(
+            f"{path}: line {line}, column {column}: {text.strip()!r} is not a finite number "
+            "(NaN and inf are not supported; remove or impute that row)"
+        )
+    return value
+
+
+def _split_whitespace(text: str) -> list[str]:
+    """The fields of a .txt line; quoted fields ("col a" "col b") may hold spaces."""
+    if '"' in text or "'" in text:
+        try:
+            return shlex.split(text, posix=True)
+        except ValueError:  # an unbalanced quote: the plain split, so a cell names it
+            pass
+    return text.split()
+
+
+def _text_records(path: Path, csv_format: bool):
+    """(line number, fields) for every line that is not blank or a `#` comment."""
+    # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first field.
+    # newline="": the csv module reads \n, \r\n and \r line endings itself.
+    with open(path, encoding="utf-8-sig", newline="" if csv_format else None) as f:
+        if csv_format:
+            reader = csv.reader(f)
+            for fields in reader:
+                if not fields or (len(fields) == 1 and not fields[0].strip()):
+                    continue
+                if fields[0].lstrip().startswith("#"):
+                    continue
+                yield reader.line_num, fields
+        else:
+            for number, text in enumerate(f, start=1):
+                fields = _split_whitespace(text)
+                if fields and not fields[0].startswith("#"):
+                    yield number, fields
+
+
+def _load_text(path: Path, csv_format: bool) -> np.ndarray:
+    name = str(path)
+    rows: list[list[float]] = []
+    width = header_fields = None
+    first_data_line = None
+    try:
+        for line, fields in _text_records(path, csv_format):
+            if width is None and header_fields is None:
+                if not any(_is_number(x) for x in fields) and any(x.strip() for x in fields):
+                    header_fields = len(fields)  # column names: every field non-numeric
+                    continue
+            if width is None:
+                width, first_data_line = len(fields), line
+                if header_fields is not None and header_fields != width:
+                    raise ValueError(
+                        f"{name}: the header line has {header_fields} column name(s) but line "
+                        f"{line} has {width} value(s)"
+                    )
+            elif len(fields) != width:
+                raise ValueError(
+                    f"{name}: line {line} has {len(fields)} value(s), expected {width} "
+                    f"(as on line {first_data_line})"
+                )
+            try:
+                rows.append([float(x) for x in fields])
+            except ValueError:
+                first = line == first_data_line and header_fields is None
+                rows.append([_parse_cell(name, line, j, x, first) for j, x in enumerate(fields, 1)])
+            if not all(math.isfinite(v) for v in rows[-1]):
+                for j, x in enumerate(fields, 1):
+                    _parse_cell(name, line, j, x)
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{name}: not a UTF-8 text file ({err.reason} at byte {err.start})"
+        ) from None
+    except csv.Error as err:
+        raise ValueError(f"{name}: not a readable CSV file: {err}") from None
+    if not rows:
+        what = "only a header line" if header_fields is not None else "the file is empty"
+        raise ValueError(f"{name}: no data rows ({what}); expected an (N, D) matrix")
+    return np.array(rows, dtype=np.float64)
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    expected = "expected a numeric array of shape (N, D) with N >= 1 and D >= 1"
+    try:
+        with open(path, "rb") as f:
+            np.lib.format.read_magic(f)
+            f.seek(0)
+            # Never unpickles: an object array is refused here.
+            X = np.lib.format.read_array(f, allow_pickle=False)
+    except (ValueError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable .npy file ({err}); {expected}") from None
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: dtype {X.dtype} is not numeric; {expected}")
+    if X.ndim != 2:
+        hint = "; for a single feature, reshape to (N, 1)" if X.ndim == 1 else ""
+        raise ValueError(f"{path}: array of shape {X.shape}; {expected}{hint}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{path}: empty array of shape {X.shape}; {expected}")
+    bad = np.argwhere(~np.isfinite(X)) if X.dtype.kind == "f" else ()
+    if len(bad):
+        i, j = bad[0]
+        raise ValueError(
+            f"{path}: X[{i}, {j}] is {X[i, j]} (0-based; {len(bad)} non-finite value(s)); "
+            "NaN and inf are not supported, remove or impute those rows"
+        )
+    return X
+
 
 def _load_matrix(path: str) -> np.ndarray:
+    """The (N, D) data matrix in `path`: .npy, .csv (comma-separated) or .txt (whitespace).
+
+    Text files: blank lines and lines starting with `#` are skipped; the first remaining line is
+    a header only if every field is non-numeric (column names); every other line must have the
+    same number of finite numbers. Any problem is a ValueError naming the file, line and column.
+    """
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"data file {path} is a directory; pass a .npy, .csv or .txt file")
     if not p.is_file():
         raise ValueError(f"data file not found: {path}")
-    if p.suffix == ".npy":
-        X = np.load(p, allow_pickle=False)
-    elif p.suffix in (".csv", ".txt"):
-        delimiter = "," if p.suffix == ".csv" else None
-        try:
-            X = np.loadtxt(p, delimiter=delimiter, comments="#", ndmin=2)
-        except ValueError:
-            # One header line of column names.
-            X = np.loadtxt(p, delimiter=delimiter, comments="#", ndmin=2, skiprows=1)
-    else:
-        raise ValueError(f"unsupported data file {path!r}: use .npy, .csv or .txt")
-    return X
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        return _load_npy(p)
+    if suffix in (".csv", ".txt"):
+        return _load_text(p, csv_format=suffix == ".csv")
+    raise ValueError(f"unsupported data file {path!r}: use .npy, .csv or .txt")
 
 
 def _cmd_run(args) -> None:
@@ -52,7 +194,16 @@ def _cmd_fit(args) -> None:
 
     import gmmjax as gj
 
+    from ._io import check_save_path
+
+    if args.out:
+        check_save_path(args.out)  # before the fit, not after it
     X = _load_matrix(args.data)
+    if X.shape[0] < args.k:
+        raise ValueError(
+            f"{args.data}: {X.shape[0]} data row(s), fewer than the {args.k} components asked "
+            "for with -k; lower -k or pass more data"
+        )
     key = jax.random.key(args.seed)
     res = gj.fit(
         X,
@@ -88,6 +239,37 @@ def _cmd_fit(args) -> None:
         print(f"model written to {args.out}")
 
 
+# The largest seed jax.random.key takes with float64 (int64) enabled, as the command does.
+_MAX_SEED = 2**63 - 1
+
+
+def _int_at_least(low: int, high: int | None = None):
+    """An argparse `type`: an integer in [low, high]; anything else is a usage error (exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bound}, got {text!r}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in some messages
+    return parse
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gmmjax", description="Gaussian mixture models in JAX: experiments and fits."
@@ -100,16 +282,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     fit = sub.add_parser("fit", help="fit a mixture to a data file (.npy, .csv, .txt)")
-    fit.add_argument("data", help="an (N, D) matrix; a .csv may have one header line")
-    fit.add_argument("-k", type=int, required=True, help="number of components")
+    fit.add_argument(
+        "data",
+        help="an (N, D) matrix: .npy, .csv (commas) or .txt (whitespace); a text file may "
+        "start with one header line of column names",
+    )
+    positive = _int_at_least(1)
+    fit.add_argument("-k", type=positive, required=True, help="number of components (>= 1)")
     fit.add_argument("--cov", default="full", choices=("full", "diag", "spherical", "tied"))
-    fit.add_argument("--restarts", type=int, default=16)
+    fit.add_argument("--restarts", type=positive, default=16)
     # Spelled out (not imported from gmmjax._fit) so that `gmmjax --help` need not import jax.
     methods = ("em", "squarem", "daarem", "online_em", "incremental_em", "lbfgs", "adam", "sgd")
     fit.add_argument("--method", default="em", choices=methods)
-    fit.add_argument("--max-iter", type=int, default=500)
-    fit.add_argument("--tol", type=float, default=1e-6)
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--max-iter", type=positive, default=500)
+    fit.add_argument("--tol", type=_non_negative_float, default=1e-6)
+    fit.add_argument(
+        "--seed", type=_int_at_least(0, _MAX_SEED), default=0, help=f"0 to {_MAX_SEED}"
+    )
     fit.add_argument(
         "--prior",
         default="none",
