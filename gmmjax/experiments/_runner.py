@@ -92,6 +92,8 @@ def _run(config: dict, study, out: Path, quiet: bool) -> dict:
         progress.done = len(units) - len(todo)
     for unit in todo:
         records = study.execute(config, unit)
+        if not records:  # a unit with no records could never be told apart from a lost one
+            raise RuntimeError(f"{config['study']}: unit {unit['id']} produced no records")
         append_records(runs, stamp(records, *keys[unit["id"]]))
         if progress:
             progress.advance(unit["id"])
