@@ -318,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import jax
 
+    from .experiments._records import FolderBusyError
+
     # The command computes in float64: rates and small log-likelihood gaps need it.
     jax.config.update("jax_enable_x64", True)
     try:
@@ -325,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gmmjax: interrupted; finished runs are kept, rerun to resume", file=sys.stderr)
         return 130
-    except (ValueError, OSError) as err:  # ConfigError is a ValueError
+    except (ValueError, OSError, FolderBusyError) as err:  # ConfigError is a ValueError
         print(f"gmmjax: error: {err}", file=sys.stderr)
         return 2
     return 0

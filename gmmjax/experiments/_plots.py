@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -67,9 +70,17 @@ def legend(ax, **kwargs) -> None:
 
 
 def save(fig, path) -> str:
+    """Write `fig` to `path` through a temporary file and an atomic rename, so an interrupted
+    run never leaves a half-written figure under the final name."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return str(path)
 
 

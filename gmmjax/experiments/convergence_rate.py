@@ -33,6 +33,12 @@ SCHEMA = {
     "output": {"figures": ["rate_vs_overlap"]},
 }
 
+FIGURES = ("rate_vs_overlap",)
+# As in em_vs_gradient: the keys a unit carries one value of, and the tables only the summary
+# and figures read.
+SWEPT = {"data": ("separation",), "fit": ("seeds",)}
+SUMMARY_ONLY = ("output",)
+
 
 def plan(config):
     return [

@@ -44,6 +44,13 @@ SCHEMA = {
     },
 }
 
+FIGURES = ("gap_vs_iteration", "gap_vs_evals", "gap_vs_seconds", "work_vs_overlap", "ellipses")
+# Keys each unit takes one value of (it carries that value); every other key of [data] and
+# [fit] is shared by all units, and a change to any of them reruns every unit.
+SWEPT = {"data": ("separation",), "fit": ("seeds",)}
+# Tables that only the summary and figures read: editing them reruns nothing.
+SUMMARY_ONLY = ("output",)
+
 
 def plan(config):
     return [

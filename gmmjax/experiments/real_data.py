@@ -30,10 +30,17 @@ SCHEMA = {
     "output": {"figures": ["gap_vs_seconds"]},
 }
 
+FIGURES = ("gap_vs_seconds",)
+# As in em_vs_gradient. A unit carries its data set and that data set's K, so editing one
+# data set's K reruns that data set only.
+SWEPT = {"data": ("names", "n_components"), "fit": ("seeds",)}
+SUMMARY_ONLY = ("output",)
+
 
 def plan(config):
+    k = config["data"]["n_components"]
     return [
-        {"id": f"{name}/seed={s}", "dataset": name, "seed": int(s)}
+        {"id": f"{name}/seed={s}", "dataset": name, "n_components": k[name], "seed": int(s)}
         for name in config["data"]["names"]
         for s in config["fit"]["seeds"]
     ]
@@ -48,8 +55,7 @@ def _data(config, name):
 
 
 def execute(config, unit):
-    name = unit["dataset"]
-    k = config["data"]["n_components"][name]
+    name, k = unit["dataset"], unit["n_components"]
     X = _data(config, name)
     return compare_records(X, k, config["fit"], unit["seed"], {"dataset": name, "n_components": k})
 

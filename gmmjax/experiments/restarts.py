@@ -38,6 +38,11 @@ SCHEMA = {
     "output": {"figures": ["success_vs_k", "best_of_r"]},
 }
 
+FIGURES = ("success_vs_k", "best_of_r")
+# As in em_vs_gradient; [options] (success_tol, best_of) is read by the summary only.
+SWEPT = {"data": ("n_components",), "fit": ("seeds",)}
+SUMMARY_ONLY = ("options", "output")
+
 
 def plan(config):
     return [
