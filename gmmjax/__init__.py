@@ -20,6 +20,9 @@ from ._em import m_step_from_statistics as m_step_from_statistics
 from ._em import q_function as q_function
 from ._em_method import EM as EM
 from ._estimator import GaussianMixture as GaussianMixture
+from ._exceptions import ConvergenceWarning as ConvergenceWarning
+from ._exceptions import FitFailedError as FitFailedError
+from ._exceptions import NotFittedError as NotFittedError
 from ._fit import fit as fit
 from ._fit import fit_em as fit_em
 from ._fit import fit_gradient as fit_gradient

@@ -57,7 +57,8 @@ def m_step_from_statistics(
     prior and reg_covar = 0 this is the maximum-likelihood M-step). N_k gets 10·eps added, as in
     scikit-learn, so that an empty component keeps a finite mean (its shift) and a covariance
     of reg_covar·I instead of 0/0. Components masked out by `active` (K,) get weight exactly 0
-    (log π = −∞, so they never take responsibility).
+    (log π = −∞, so they never take responsibility) and the identity as covariance (so their
+    density stays finite).
     """
     if prior is not None:
         return _map_m_step(stats, cov_type, reg_covar, active, prior)
@@ -82,6 +83,12 @@ def m_step_from_statistics(
     if cov_type in ("full", "tied"):
         # Symmetrise: the products above are symmetric only up to rounding.
         cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+    if active is not None and cov_type != "tied":
+        # A masked component has no data (its covariance would be reg_covar·I, singular when
+        # reg_covar = 0): give it the identity, so its density stays finite under weight 0.
+        unit = jnp.eye(d, dtype=dtype) if cov_type == "full" else jnp.ones(cov.shape[1:], dtype)
+        mask = active.reshape((-1,) + (1,) * (cov.ndim - 1))
+        cov = jnp.where(mask, cov, unit)
     return GMM(weights, means, cov, cov_type)
 
 

@@ -20,7 +20,12 @@ import numpy as np
 
 from ._criteria import aic, bic, n_parameters
 from ._em import e_step
-from ._exceptions import ConvergenceWarning, InvalidParameterError, NotFittedError
+from ._exceptions import (
+    ConvergenceWarning,
+    FitFailedError,
+    InvalidParameterError,
+    NotFittedError,
+)
 from ._fit import FitResult, _fit
 from ._init import initialize
 from ._io import load, save
@@ -28,7 +33,7 @@ from ._likelihood import log_prob
 from ._params import GMM
 from ._sample import sample
 from ._solver import Status
-from ._validate import check_data
+from ._validate import check_data, check_data_host, float_dtype_for
 
 _INIT_NAMES = {
     "kmeans": "kmeans++",
@@ -160,7 +165,7 @@ class GaussianMixture:
                 f"Expected n_samples >= n_components but got n_components = "
                 f"{self.n_components}, n_samples = {X.shape[0]}"
             )
-        given = self._checked_inits(X)
+        given = self._checked_inits(X, float_dtype_for(X))
         warm = self.warm_start and hasattr(self, "converged_")
         key = _key_from(self.random_state)
         if warm:
@@ -179,7 +184,10 @@ class GaussianMixture:
         with warnings.catch_warnings():
             # fit's "every restart failed" warning: the estimator raises its own error below.
             warnings.filterwarnings("ignore", "every restart failed", RuntimeWarning)
-            result = self._run_em(X, key, start, n_restarts, previous, sample_weight)
+            try:
+                result = self._run_em(X, key, start, n_restarts, previous, sample_weight)
+            except FitFailedError as err:
+                raise ValueError(f"{_ILL_DEFINED} ({err})") from None
         best = int(result.best_index)
         status = Status(int(result.status[best]))
         if status.failed:
@@ -251,11 +259,10 @@ class GaussianMixture:
                 f"'numpy.random.RandomState' or None. Got {self.random_state!r} instead."
             )
 
-    def _checked_inits(self, X) -> dict:
+    def _checked_inits(self, X, dtype) -> dict:
         """`weights_init`, `means_init`, `precisions_init` checked as scikit-learn checks them
         (shapes, ranges, normalisation, symmetry and positive definiteness), in X's dtype."""
         k, d, cov_type = self.n_components, X.shape[1], self.covariance_type
-        dtype = np.dtype(X.dtype)
         given = {}
         if self.weights_init is not None:
             w = _as_float_array(self.weights_init, "weights", dtype)
@@ -457,12 +464,16 @@ class GaussianMixture:
             self._check_fitted()
         if hasattr(X, "toarray") or hasattr(X, "tocsr"):
             raise TypeError("sparse input is not supported; pass a dense array (X.toarray()).")
+        if fitting:
+            # Kept on the host in its own precision: the fit centres it before any cast.
+            X, _ = check_data_host(X)
+            if X.shape[0] < 2:
+                raise ValueError(
+                    f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a "
+                    "minimum of 2 is required by GaussianMixture."
+                )
+            return X
         X = check_data(X)
-        if fitting and X.shape[0] < 2:
-            raise ValueError(
-                f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum "
-                "of 2 is required by GaussianMixture."
-            )
         if not fitting and X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but GaussianMixture is expecting "

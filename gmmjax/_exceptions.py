@@ -29,3 +29,12 @@ class ConvergenceWarning(_ConvergenceBase):
 class InvalidParameterError(ValueError, TypeError):
     """A constructor parameter of the wrong type or value (scikit-learn raises an error of both
     kinds for these, so `except ValueError` and `except TypeError` both catch it)."""
+
+
+class FitFailedError(ValueError):
+    """Every restart of a fit failed before reaching any valid parameters (its start already
+    had a covariance that is not positive definite), so there is no mixture to return."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status

@@ -152,7 +152,10 @@ def fit(
         FitResult.
 
     Raises:
-        ValueError: for invalid input, before anything is traced.
+        ValueError: for invalid input, before anything is traced; `FitFailedError` (a
+            ValueError) when every restart failed at its start, so that no valid parameters
+            exist (a failed restart otherwise keeps its last valid parameters, and a
+            RuntimeWarning says when no restart succeeded).
     """
     return _fit(**locals())
 

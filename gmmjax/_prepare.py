@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh
 from jaxtyping import Array, Float, PRNGKeyArray
 
@@ -30,7 +32,14 @@ from ._sharding import (
 )
 from ._stats import Chunked, chunk_rows
 from ._stream import Streamed, is_host_stream, open_host_data
-from ._validate import check_data, check_init_params, check_key, check_sample_weight
+from ._validate import (
+    check_data_host,
+    check_init_params,
+    check_key,
+    check_range,
+    check_sample_weight,
+    to_compute_dtype,
+)
 
 # Rows per chunk x restarts x components: the (chunk, K) responsibilities of all restarts
 # together stay cache-sized. Measured on W2 and W4 (benchmarks/README.md): 2^17-2^18 is best.
@@ -115,14 +124,14 @@ def prepare_fit(
     its rows into chunks, split the key per restart, centre / batch `init_params` and the
     prior; with a mesh, place all of it on the mesh's devices."""
     check_key(key)
-    X = check_data(X)
+    X, dtype = check_data_host(X)
     n_local, d = X.shape
     n = n_local if mesh is None else int(global_sum(n_local))
     config.check(n)
     if mesh is not None:
         check_mesh(mesh, config.n_restarts)
         mesh = as_auto(mesh)
-    weight = check_sample_weight(sample_weight, n_local, X.dtype)
+    weight = check_sample_weight(sample_weight, n_local, dtype)
     if init_params is not None:
         check_init_params(
             init_params,
@@ -139,22 +148,71 @@ def prepare_fit(
     prior = resolve_prior(
         prior, X, config.n_components, config.cov_type, n_features=d, sample_weight=weight
     )
-    offset = jnp.sum(X * weight[:, None], axis=0)
-    if mesh is None:
-        offset = offset / jnp.sum(weight)
-    else:
-        offset = jnp.asarray(global_sum(offset) / global_sum(jnp.sum(weight)), X.dtype)
+    X, offset = _centred(X, sample_weight, weight, dtype, global_mean=mesh is not None)
     n_restarts = config.n_restarts
     rows = chunk_rows_for(config, n)
     if mesh is None:
-        data = chunk_rows(X - offset, weight, rows)
+        data = chunk_rows(X, weight, rows)
     else:
-        data = shard_rows(X - offset, weight, rows_per_chunk(rows, mesh), mesh)
+        data = shard_rows(X, weight, rows_per_chunk(rows, mesh), mesh)
     start = _centred_start(init_params, offset, n_restarts)
     keys = jax.random.split(key, n_restarts)
     if mesh is not None:
         keys, start = place_restarts((keys, start), mesh)
     return PreparedFit(data, keys, start, offset, _centred_prior(prior, offset, mesh), n, mesh)
+
+
+def _centred(X, sample_weight, weight, dtype, *, global_mean: bool):
+    """(X − offset in `dtype`, offset (D,) in `dtype`), offset the weighted column mean.
+
+    Host data are centred in their own precision (float64 for float64 input) before the cast,
+    with the offset first rounded to `dtype` so that centring and un-centring agree exactly:
+    a float32 fit of data offset by 1e8 with unit spread sees the spread, not the rounding of
+    the offset. Float32 cannot return such means exactly; a warning says so. JAX arrays are
+    centred where they are, in their dtype.
+    """
+    if isinstance(X, jax.Array):
+        offset = jnp.sum(X * weight[:, None], axis=0)
+        total = jnp.sum(weight)
+        if global_mean:
+            return X - (
+                offset := jnp.asarray(global_sum(offset) / global_sum(total), dtype)
+            ), offset
+        offset = offset / total
+        return X - offset, offset
+    check_range(X, dtype)
+    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    sums, total = w @ X, np.sum(w, dtype=np.float64)
+    if global_mean:
+        sums, total = global_sum(sums), global_sum(total)
+    offset = np.asarray(sums / total, dtype)
+    centred = to_compute_dtype(X - offset.astype(X.dtype), dtype)
+    _warn_if_offset_unrepresentable(offset, X, w, dtype)
+    return centred, jnp.asarray(offset)
+
+
+# Beyond this |mean| / spread, float32's rounding of the mean (|mean|·6e-8) exceeds 6e-3 of a
+# column's spread: worth saying, as returned means and raw-data scores carry that error.
+_OFFSET_TO_SPREAD = 1e5
+
+
+def _warn_if_offset_unrepresentable(offset, X, w, dtype) -> None:
+    if np.finfo(dtype).eps < 1e-10:  # float64: resolution 2e-16 of the mean, never a concern
+        return
+    spread = np.sqrt(np.maximum((w @ np.square(X - offset.astype(X.dtype))) / np.sum(w), 0.0))
+    ratio = np.abs(offset.astype(np.float64)) / np.where(spread > 0, spread, np.inf)
+    if np.max(ratio) > _OFFSET_TO_SPREAD:
+        j = int(np.argmax(ratio))
+        rounding = float(np.abs(offset[j])) * float(np.finfo(dtype).eps)
+        warnings.warn(
+            f"column {j} of X has mean {float(offset[j]):.6g} and spread {spread[j]:.3g}: the "
+            f"fit runs on centred data and stays accurate, but {np.dtype(dtype).name} rounds "
+            f"the returned means (and any uncentred data you score) to about {rounding:.2g}. "
+            "For exact means switch on float64 (jax.config.update('jax_enable_x64', True)) "
+            "or subtract the column means from X yourself.",
+            UserWarning,
+            stacklevel=5,
+        )
 
 
 def _centred_start(init_params: GMM | None, offset, n_restarts: int) -> GMM | None:

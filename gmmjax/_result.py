@@ -8,6 +8,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
+from ._exceptions import FitFailedError
 from ._params import GMM
 from ._solver import SolverState, Status, succeeded
 
@@ -53,10 +54,22 @@ class FitResult(eqx.Module):
 
 
 def make_result(params: GMM, value, ll, state: SolverState, best_index) -> FitResult:
-    """Assemble a FitResult from the restarts' solver states; warns when none succeeded."""
+    """Assemble a FitResult from the restarts' solver states; warns when none succeeded (the
+    best then holds its last valid parameters) and raises `FitFailedError` (a ValueError) when
+    not even the best restart had valid parameters to keep."""
     status = state.status
     if not bool(jnp.any(succeeded(status))):
         codes = sorted({Status(int(s)).name for s in status})
+        best = params[best_index]
+        if not bool(jnp.all(jnp.isfinite(best.precisions_cholesky))):
+            # Not even a start was a valid mixture: nothing can be handed out without NaNs.
+            raise FitFailedError(
+                f"every restart failed at its start ({', '.join(codes)}): the initial "
+                "covariances are not positive definite (with reg_covar=0: identical rows, "
+                "collinear columns, or as many components as distinct points). Raise "
+                "reg_covar (e.g. 1e-6), pass a prior, or lower n_components.",
+                int(status[best_index]),
+            )
         warnings.warn(
             f"every restart failed ({', '.join(codes)}): {Status(int(status[best_index])).message}",
             RuntimeWarning,

@@ -19,6 +19,7 @@ from ._compare import format_table
 from ._config import FitConfig
 from ._criteria import n_parameters, responsibility_entropy
 from ._em_method import EM
+from ._exceptions import FitFailedError
 from ._fit import run_prepared
 from ._likelihood import log_likelihood
 from ._objective import objective
@@ -135,7 +136,11 @@ def select(
             with warnings.catch_warnings():
                 # One cell failing is reported in its row (and once below), not per cell.
                 warnings.filterwarnings("ignore", "every restart failed", RuntimeWarning)
-                res = run_prepared(prep, config, EM(), {}, active=jnp.arange(k_max) < k)
+                try:
+                    res = run_prepared(prep, config, EM(), {}, active=jnp.arange(k_max) < k)
+                except FitFailedError as err:
+                    rows.append(_failed_row(k, cov, Status(err.status)))
+                    continue
             status = Status(int(res.status[res.best_index]))
             gmm = _first_components(res.best, k)
             if status.failed:

@@ -16,13 +16,26 @@ INIT_METHODS = ("kmeans++", "random_from_data", "random")
 def float_dtype_for(X) -> np.dtype:
     """The compute dtype: X's own float32/float64; integers and bools take JAX's default float."""
     dtype = np.dtype(getattr(X, "dtype", np.float64))
+    # canonicalize_dtype: float64 becomes float32 without x64 (and, unlike building an array
+    # of that dtype, without a warning).
     if dtype in (np.float32, np.float64):
-        return jnp.dtype(jnp.zeros((), dtype).dtype)  # float64 becomes float32 without x64
-    return jnp.dtype(jnp.zeros((), float).dtype)
+        return np.dtype(jax.dtypes.canonicalize_dtype(dtype))
+    return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
 
 
 def check_data(X) -> jax.Array:
     """X as a 2-D floating JAX array, or a ValueError that names the fix."""
+    X, dtype = check_data_host(X)
+    return X.astype(dtype) if isinstance(X, jax.Array) else to_compute_dtype(X, dtype)
+
+
+def check_data_host(X) -> tuple[np.ndarray | jax.Array, np.dtype]:
+    """(X checked but not yet cast, the dtype it is computed in).
+
+    X stays where and in what precision it was given: a JAX array as it is, anything else as
+    a NumPy array (float64 for integer data). Callers that centre X do so on the host in that
+    precision before `to_compute_dtype`, so a float32 fit never sees the offset rounded away.
+    """
     if not hasattr(X, "dtype"):
         try:
             X = np.asarray(X)
@@ -55,12 +68,57 @@ def check_data(X) -> jax.Array:
         raise ValueError(
             f"X is empty: 0 feature(s) (shape={X.shape}) while a minimum of 1 is required."
         )
-    X = jnp.asarray(X, dtype=float_dtype_for(X))
-    if not bool(jnp.all(jnp.isfinite(X))):
+    compute = float_dtype_for(X)
+    if isinstance(X, jax.Array):
+        finite = bool(jnp.all(jnp.isfinite(X)))
+    else:
+        X = np.asarray(X)
+        if X.dtype.kind != "f":
+            X = X.astype(np.float64)
+        finite = bool(np.all(np.isfinite(X)))
+    if not finite:
         raise ValueError(
             "X contains NaN or inf; remove or impute those rows (e.g. X[np.isfinite(X).all(1)])."
         )
-    return X
+    return X, compute
+
+
+_NARROWING_FIX = (
+    "switch on float64 (jax.config.update('jax_enable_x64', True)) or rescale X "
+    "(e.g. X / X.std(axis=0))"
+)
+
+
+def check_range(X: np.ndarray, dtype) -> None:
+    """ValueError when host X has values beyond `dtype`'s range (float32: |x| > 3.4e38)."""
+    if np.dtype(dtype).itemsize < X.dtype.itemsize:
+        largest = float(np.max(np.abs(X)))
+        if largest > float(np.finfo(dtype).max):
+            raise ValueError(
+                f"X has values beyond {np.dtype(dtype).name}'s range (max |x| = {largest:.3g}); "
+                f"{_NARROWING_FIX}."
+            )
+
+
+def to_compute_dtype(X: np.ndarray, dtype) -> jax.Array:
+    """Host X as a JAX array of `dtype`, or a ValueError when that dtype cannot hold its values:
+    beyond its range (float32: |x| > 3.4e38), or a column whose spread vanishes in it (float32:
+    values below ~1e-38 become 0, so a fit would "converge" on a constant)."""
+    check_range(X, dtype)
+    out = jnp.asarray(X, dtype)
+    if np.dtype(dtype).itemsize >= X.dtype.itemsize:
+        return out
+    spread = np.ptp(X, axis=0)
+    lost = (spread > 0) & (np.asarray(jnp.ptp(out, axis=0)) == 0)
+    tiny = spread < np.finfo(dtype).tiny * 2**10
+    if np.any(lost | ((spread > 0) & tiny)):
+        column = int(np.argmax(lost | tiny))
+        raise ValueError(
+            f"column {column} of X varies by {spread[column]:.3g}, below what "
+            f"{np.dtype(dtype).name} resolves (its smallest normal number is "
+            f"{np.finfo(dtype).tiny:.3g}); {_NARROWING_FIX}."
+        )
+    return out
 
 
 def check_sample_weight(sample_weight, n_samples: int, dtype) -> jax.Array:
