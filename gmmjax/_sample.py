@@ -11,13 +11,15 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from ._params import GMM
 from ._validate import check_key, check_positive_int
 
+_MIN_ROWS = 1024
+
 
 def sample(gmm: GMM, n: int, *, key: PRNGKeyArray) -> tuple[Float[Array, "n d"], Int[Array, " n"]]:
     """Draw n samples: (X (n, D), z (n,) component labels).
 
-    The draw is compiled for n rounded up to a power of two and cut to n (rows are independent,
-    so any n of them are a sample): drawing many different sizes compiles a handful of programs,
-    not one per size.
+    The draw is compiled for n rounded up to a power of two (at least 1024) and cut to n (rows
+    are independent, so any n of them are a sample): drawing many different sizes compiles a
+    handful of programs, not one per size.
     """
     if not isinstance(gmm, GMM):
         raise TypeError(f"sample needs a gmmjax.GMM, got {type(gmm).__name__}.")
@@ -25,7 +27,8 @@ def sample(gmm: GMM, n: int, *, key: PRNGKeyArray) -> tuple[Float[Array, "n d"],
         raise ValueError(f"sample needs a single GMM, got batch shape {gmm.batch_shape}.")
     check_positive_int("n", n)
     check_key(key)
-    X, z = jax.device_get(_draw(gmm, key, rows=1 << (int(n) - 1).bit_length()))
+    rows = max(_MIN_ROWS, 1 << (int(n) - 1).bit_length())
+    X, z = jax.device_get(_draw(gmm, key, rows=rows))
     # Cut on the host: an eager slice would compile one program per n.
     return jnp.asarray(X[:n]), jnp.asarray(z[:n])
 

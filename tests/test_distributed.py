@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 import gmmjax as gj
 
@@ -27,6 +28,9 @@ def _env():
     return env
 
 
+# Slow (about 80 s: a subprocess with 8 virtual devices); the two-process test below keeps
+# sharded fitting in the default run.
+@pytest.mark.slow
 def test_sharded_fits_equal_the_one_device_fit(tmp_path):
     out = tmp_path / "report.json"
     run = subprocess.run(

@@ -230,3 +230,16 @@ def test_warm_start_tol_reference_is_traced_not_compiled():
         for _ in range(3):
             est.fit(X)  # a new previous lower bound every time
     assert n_compiled() == before
+
+
+def test_verbose_prints_each_restarts_progress(capsys):
+    X = _x(100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gj.ConvergenceWarning)
+        gj.GaussianMixture(
+            2, n_init=2, verbose=2, verbose_interval=1, max_iter=3, tol=0.0, random_state=0
+        ).fit(X)
+    out = capsys.readouterr().out
+    assert "Initialization 0" in out and "Initialization 1" in out
+    assert out.count("Iteration 3\t ll change") == 2
+    assert "did not converge" in out and "lower bound" in out

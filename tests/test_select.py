@@ -9,6 +9,9 @@ import gmmjax as gj
 from gmmjax._select import _first_components
 
 
+# Slow (about 30 s); test_criteria_and_weights and test_padded_fit_equals_unpadded keep select
+# in the default run.
+@pytest.mark.slow
 def test_bic_recovers_k_and_full_covariances():
     X, _, _ = gj.make_mixture(
         n_components=3, n_features=2, n_samples=1500, separation=2.0, eccentricity=4.0, seed=3

@@ -788,7 +788,9 @@ def test_multiple_init():
             .fit(X)
             .score(X)
         )
-        assert train2 >= train1
+        # gmmjax: restart r's key depends on n_init, and one restart runs unbatched while five
+        # run vmapped; when both fits reach the same optimum their scores differ by rounding.
+        assert train2 >= train1 - 1e-12 * abs(train1)
 
 
 def test_gaussian_mixture_n_parameters():

@@ -41,6 +41,8 @@ def test_memmap_and_iterator_equal_in_memory(data, cov_type):
     assert not _READERS  # readers are released after each fit
 
 
+# Slow (about 20 s); the other streaming tests keep memmap fits in the default run.
+@pytest.mark.slow
 def test_streamed_restarts_weights_gradient(data):
     X, path = data
     mm = np.load(path, mmap_mode="r")
