@@ -19,7 +19,9 @@ def sample(gmm: GMM, n: int, *, key: PRNGKeyArray) -> tuple[Float[Array, "n d"],
 
     The draw is compiled for n rounded up to a power of two (at least 1024) and cut to n (rows
     are independent, so any n of them are a sample): drawing many different sizes compiles a
-    handful of programs, not one per size.
+    handful of programs, not one per size. With JAX's partitionable threefry (the default
+    since JAX 0.5) the rows are exactly those of a draw of n rows, so data sets made from a
+    key do not depend on this rounding.
     """
     if not isinstance(gmm, GMM):
         raise TypeError(f"sample needs a gmmjax.GMM, got {type(gmm).__name__}.")

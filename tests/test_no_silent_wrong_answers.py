@@ -243,3 +243,26 @@ def test_verbose_prints_each_restarts_progress(capsys):
     assert "Initialization 0" in out and "Initialization 1" in out
     assert out.count("Iteration 3\t ll change") == 2
     assert "did not converge" in out and "lower bound" in out
+
+
+def test_sample_draws_the_rows_of_an_exact_size_draw_from_shared_programs():
+    gmm = gj.GMM(*_unit_mixture())
+    key = jax.random.key(3)
+    key_z, key_x = jax.random.split(key)
+    for n in (1, 7, 1500):
+        X, z = gj.sample(gmm, n, key=key)
+        exact_z = jax.random.categorical(key_z, np.log(gmm.weights), shape=(n,))
+        exact_noise = jax.random.normal(key_x, (n, 2))
+        np.testing.assert_array_equal(z, exact_z)
+        expected = np.asarray(gmm.means)[exact_z] + np.sqrt(1.0) * np.asarray(exact_noise)
+        np.testing.assert_allclose(X, expected, rtol=1e-12, atol=1e-14)
+    before = n_compiled_sample()
+    for n in range(1, 40):
+        assert gj.sample(gmm, n, key=key)[0].shape == (n, 2)
+    assert n_compiled_sample() == before  # every n <= 1024 shares one program
+
+
+def n_compiled_sample():
+    from gmmjax._sample import _draw
+
+    return _draw._cache_size()
