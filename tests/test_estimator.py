@@ -13,6 +13,9 @@ from sklearn.utils.estimator_checks import check_estimator
 import gmmjax as gj
 
 
+# Slow (about 50 s); scikit-learn's own GaussianMixture tests (test_sklearn_mixture_port.py)
+# keep the estimator's behaviour in the default run.
+@pytest.mark.slow
 def test_passes_sklearn_estimator_checks():
     with warnings.catch_warnings():
         # gmmjax does not inherit sklearn.base.BaseEstimator, so that scikit-learn stays a
