@@ -86,7 +86,9 @@ def test_save_load_round_trip(tmp_path):
     back = gj.GaussianMixture.load(tmp_path / "m.npz")
     assert np.array_equal(back.means_, est.means_)
     assert np.array_equal(back.predict(X), est.predict(X))
-    assert back.score(X) == est.score(X)
+    # The loaded mixture's Cholesky factors are recomputed outside the fitting program: equal
+    # up to rounding.
+    assert_close(back.score(X), est.score(X), rtol=1e-14)
 
 
 def test_zero_weights_equal_dropping_rows(cov_type):

@@ -1221,8 +1221,9 @@ def test_init():
         # gmmjax: picks the best restart by its final log-likelihood, not by the lower bound of
         # the previous iterate, and restart r's key depends on n_init, so the 10 starts do not
         # contain the single one; what holds is that the best of 10 is at least as good as
-        # the single fit, in the quantity gmmjax maximises.
-        assert gmm2.score(X) >= gmm1.score(X)
+        # the single fit, in the quantity gmmjax maximises (up to rounding when both reach
+        # the same point: one restart runs unbatched, ten vmapped).
+        assert gmm2.score(X) >= gmm1.score(X) - 1e-12 * abs(gmm1.score(X))
 
 
 def test_gaussian_mixture_setting_best_params():
