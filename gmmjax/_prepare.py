@@ -172,13 +172,11 @@ def _centred(X, sample_weight, weight, dtype, *, global_mean: bool):
     centred where they are, in their dtype.
     """
     if isinstance(X, jax.Array):
-        offset = jnp.sum(X * weight[:, None], axis=0)
-        total = jnp.sum(weight)
+        sums, total = jnp.sum(X * weight[:, None], axis=0), jnp.sum(weight)
         if global_mean:
-            return X - (
-                offset := jnp.asarray(global_sum(offset) / global_sum(total), dtype)
-            ), offset
-        offset = offset / total
+            offset = jnp.asarray(global_sum(sums) / global_sum(total), dtype)
+        else:
+            offset = sums / total
         return X - offset, offset
     check_range(X, dtype)
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, np.float64)
