@@ -200,7 +200,7 @@ def initialize(
         ValueError: for invalid X or options.
     """
     X = check_data(X)
-    check_key(key)
+    check_key(key, batch=True)
     reg_covar = default_reg_covar(reg_covar, prior)
     check_fit_options(
         n_samples=X.shape[0],

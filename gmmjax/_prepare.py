@@ -184,7 +184,7 @@ def _centred(X, sample_weight, weight, dtype, *, global_mean: bool):
     if global_mean:
         sums, total = global_sum(sums), global_sum(total)
     offset = np.asarray(sums / total, dtype)
-    centred = to_compute_dtype(X - offset.astype(X.dtype), dtype)
+    centred = to_compute_dtype(X - offset.astype(X.dtype), dtype, centred=True)
     _warn_if_offset_unrepresentable(offset, X, w, dtype)
     return centred, jnp.asarray(offset)
 

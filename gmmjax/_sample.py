@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import numbers
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._params import GMM
-from ._validate import check_key, check_positive_int
+from ._validate import check_key
 
 _MIN_ROWS = 1024
 
@@ -27,8 +28,12 @@ def sample(gmm: GMM, n: int, *, key: PRNGKeyArray) -> tuple[Float[Array, "n d"],
         raise TypeError(f"sample needs a gmmjax.GMM, got {type(gmm).__name__}.")
     if gmm.batch_shape:
         raise ValueError(f"sample needs a single GMM, got batch shape {gmm.batch_shape}.")
-    check_positive_int("n", n)
+    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"n must be an integer >= 0, got {n!r}.")
     check_key(key)
+    if n == 0:
+        d = gmm.n_features
+        return jnp.zeros((0, d), gmm.means.dtype), jnp.zeros((0,), int)  # categorical's dtype
     rows = max(_MIN_ROWS, 1 << (int(n) - 1).bit_length())
     X, z = jax.device_get(_draw(gmm, key, rows=rows))
     # Cut on the host: an eager slice would compile one program per n.

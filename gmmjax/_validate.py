@@ -100,19 +100,22 @@ def check_range(X: np.ndarray, dtype) -> None:
             )
 
 
-def to_compute_dtype(X: np.ndarray, dtype) -> jax.Array:
+def to_compute_dtype(X: np.ndarray, dtype, *, centred: bool = False) -> jax.Array:
     """Host X as a JAX array of `dtype`, or a ValueError when that dtype cannot hold its values:
-    beyond its range (float32: |x| > 3.4e38), or a column whose spread vanishes in it (float32:
-    values below ~1e-38 become 0, so a fit would "converge" on a constant)."""
+    beyond its range (float32: |x| > 3.4e38) or, for `centred` data (what a fit reads), a
+    column whose spread vanishes in it (float32: values below ~1e-38 become 0, so a fit would
+    "converge" on a constant). Uncentred data are not held to the second test: a spread lost
+    to a large offset there is the offset's doing, and scoring such rows is what the fit's
+    offset warning is about."""
     check_range(X, dtype)
     out = jnp.asarray(X, dtype)
-    if np.dtype(dtype).itemsize >= X.dtype.itemsize:
+    if not centred or np.dtype(dtype).itemsize >= X.dtype.itemsize:
         return out
     spread = np.ptp(X, axis=0)
     lost = (spread > 0) & (np.asarray(jnp.ptp(out, axis=0)) == 0)
-    tiny = spread < np.finfo(dtype).tiny * 2**10
-    if np.any(lost | ((spread > 0) & tiny)):
-        column = int(np.argmax(lost | tiny))
+    bad = lost | ((spread > 0) & (spread < np.finfo(dtype).tiny * 2**10))
+    if np.any(bad):
+        column = int(np.argmax(bad))
         raise ValueError(
             f"column {column} of X varies by {spread[column]:.3g}, below what "
             f"{np.dtype(dtype).name} resolves (its smallest normal number is "
@@ -208,18 +211,32 @@ def check_init_params(
         )
 
 
-def check_key(key) -> None:
-    """`key` must be a JAX PRNG key: a typed key (`jax.random.key(seed)`) or a legacy uint32
-    `jax.random.PRNGKey(seed)`, one key or a batch of them."""
-    if isinstance(key, jax.Array):
-        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+def check_key(key, *, batch: bool = False) -> None:
+    """`key` must be one JAX PRNG key (with `batch`, also an array of them): a typed key
+    (`jax.random.key(seed)`) or a legacy raw uint32 key (`jax.random.PRNGKey(seed)`, also as
+    a NumPy array)."""
+    dtype = getattr(key, "dtype", None)
+    ndim = getattr(key, "ndim", None)
+    if isinstance(key, jax.Array) and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        if ndim == 0 or batch:
             return
-        if key.dtype == jnp.uint32 and key.ndim >= 1 and key.shape[-1] == 2:
+    elif isinstance(key, jax.Array | np.ndarray) and dtype == np.uint32 and ndim:
+        if ndim == 1 or batch:
             return
+    else:
+        raise ValueError(
+            f"key must be a JAX PRNG key such as jax.random.key(0), got {_describe(key)}; "
+            "make one with jax.random.key(seed)."
+        )
     raise ValueError(
-        f"key must be a JAX PRNG key such as jax.random.key(0), got {_describe(key)}; "
-        "make one with jax.random.key(seed)."
+        f"key must be a single PRNG key, got a batch of shape {_key_shape(key)}; pass one key "
+        "(the restarts' keys are split from it)."
     )
+
+
+def _key_shape(key) -> tuple:
+    shape = tuple(key.shape)
+    return shape if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else shape[:-1]
 
 
 def _describe(value) -> str:

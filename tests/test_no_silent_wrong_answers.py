@@ -174,7 +174,8 @@ def test_numpy_integers_are_integers():
         (lambda X: gj.fit(X, 2, key=None), "key must be a JAX PRNG key"),
         (lambda X: gj.fit(X, 2, key=0), "jax.random.key"),
         (lambda X: gj.initialize(X, 2, key=None), "key must be a JAX PRNG key"),
-        (lambda X: gj.sample(gj.GMM(*_unit_mixture()), 0, key=KEY), "positive integer"),
+        (lambda X: gj.sample(gj.GMM(*_unit_mixture()), 2.5, key=KEY), "integer >= 0"),
+        (lambda X: gj.fit(X, 2, key=jax.random.split(KEY, 2)), "single PRNG key"),
         (lambda X: gj.sample(gj.GMM(*_unit_mixture()), 3, key=None), "JAX PRNG key"),
         (
             lambda X: gj.log_prob(gj.GMM(*_unit_mixture()), np.ones((4, 3))),
@@ -266,3 +267,26 @@ def n_compiled_sample():
     from gmmjax._sample import _draw
 
     return _draw._cache_size()
+
+
+def test_keys_of_every_kind_and_empty_samples_are_accepted():
+    X = _x()
+    legacy = np.asarray(jax.random.PRNGKey(0))  # a raw key held as a NumPy array
+    assert gj.fit(X, 2, key=legacy, max_iter=2).params.means.shape == (1, 2, 2)
+    starts = gj.initialize(X, 2, key=jax.random.split(KEY, 3))  # a batch where one is allowed
+    assert starts.means.shape == (3, 2, 2)
+    gmm = gj.GMM(*_unit_mixture())
+    X0, z0 = gj.sample(gmm, 0, key=KEY)
+    X1, z1 = gj.sample(gmm, 1, key=KEY)
+    assert X0.shape == (0, 2) and z0.shape == (0,)
+    assert X0.dtype == X1.dtype and z0.dtype == z1.dtype
+
+
+def test_float32_scoring_of_offset_data_is_not_refused():
+    """Only centred data are held to float32's resolution: a fitted mixture scores (and the
+    estimator predicts) uncentred float32 data whose spread the offset has rounded away."""
+    X = (1e8 + 0.1 * _x(100)).astype(np.float32)  # every row rounds to 1e8 in float32
+    gmm = gj.GMM(
+        np.array([1.0]), np.full((1, 2), 1e8, np.float32), np.ones((1, 2), np.float32), "diag"
+    )
+    assert np.all(np.isfinite(np.asarray(gj.log_prob(gmm, X))))
