@@ -8,13 +8,10 @@ them reuses the compiled program.
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from collections.abc import Callable
 
-import numpy as np
-
 from ._halving import check_halving, halving_schedule
-from ._validate import check_fit_options
+from ._validate import check_fit_options, is_int
 
 _COUNTS = (
     "n_components",
@@ -48,7 +45,7 @@ class FitConfig:
         # become Python ints here so shapes, static arguments and messages see one type.
         for name in _COUNTS:
             value = getattr(self, name)
-            if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
+            if is_int(value):
                 object.__setattr__(self, name, int(value))
 
     def check(self, n_samples: int) -> None:

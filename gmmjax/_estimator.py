@@ -29,11 +29,11 @@ from ._exceptions import (
 from ._fit import FitResult, _fit
 from ._init import initialize
 from ._io import load, save
-from ._likelihood import log_prob
+from ._likelihood import log_likelihood, log_prob
 from ._params import GMM
 from ._sample import sample
 from ._solver import Status
-from ._validate import check_data, check_data_host, float_dtype_for
+from ._validate import check_data, check_data_host, float_dtype_for, is_int
 
 _INIT_NAMES = {
     "kmeans": "kmeans++",
@@ -251,7 +251,7 @@ class GaussianMixture:
         _check_int("verbose_interval", self.verbose_interval, low=1)
         if not (
             self.random_state is None
-            or _is_int(self.random_state)
+            or is_int(self.random_state)
             or isinstance(self.random_state, np.random.RandomState)
         ):
             raise InvalidParameterError(
@@ -331,11 +331,9 @@ class GaussianMixture:
         n_iter_ 0, lower_bound_ −inf, no ConvergenceWarning (scikit-learn's behaviour)."""
         starts = self._default_starts(X, key) if start is None else start
         if starts.batch_shape:
-            ll = jax.vmap(lambda g: log_prob(g, X))(starts)
-            if sample_weight is not None:
-                ll = ll * jnp.asarray(sample_weight, ll.dtype)
-            score = jnp.where(jnp.isfinite(ll).all(axis=1), ll.sum(axis=1), -jnp.inf)
-            starts = starts[int(jnp.argmax(score))]
+            w = None if sample_weight is None else jnp.asarray(sample_weight)
+            ll = jax.vmap(lambda g: log_likelihood(g, X, w))(starts)
+            starts = starts[int(jnp.argmax(jnp.where(jnp.isfinite(ll), ll, -jnp.inf)))]
         if not bool(jnp.all(jnp.isfinite(starts.precisions_cholesky))):
             raise ValueError(_ILL_DEFINED)
         self.restarts_ = None
@@ -428,7 +426,7 @@ class GaussianMixture:
     def sample(self, n_samples=1) -> tuple[np.ndarray, np.ndarray]:
         """(X (n, D), component labels (n,)), sorted by component as scikit-learn returns them."""
         self._check_fitted()
-        if not _is_int(n_samples) or n_samples < 1:
+        if not is_int(n_samples) or n_samples < 1:
             raise ValueError(
                 f"Invalid value for 'n_samples': {n_samples!r} . The sampling requires at "
                 "least one sample."
@@ -484,12 +482,8 @@ class GaussianMixture:
         return X
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
-
-
 def _check_int(name: str, value, *, low: int) -> None:
-    if not _is_int(value) or value < low:
+    if not is_int(value) or value < low:
         raise InvalidParameterError(
             f"The '{name}' parameter of GaussianMixture must be an int in the range "
             f"[{low}, inf). Got {value!r} instead."
@@ -536,7 +530,7 @@ def _key_from(random_state):
     """A JAX key from scikit-learn's random_state conventions."""
     if random_state is None:
         seed = np.random.randint(np.iinfo(np.int32).max)
-    elif _is_int(random_state):
+    elif is_int(random_state):
         if not 0 <= random_state < 2**32:
             raise ValueError(f"random_state must be in [0, 2**32), got {random_state!r}.")
         seed = int(random_state)

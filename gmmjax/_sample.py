@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-import numbers
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._params import GMM
-from ._validate import check_key
+from ._validate import check_key, is_int
 
 _MIN_ROWS = 1024
 
@@ -28,7 +27,7 @@ def sample(gmm: GMM, n: int, *, key: PRNGKeyArray) -> tuple[Float[Array, "n d"],
         raise TypeError(f"sample needs a gmmjax.GMM, got {type(gmm).__name__}.")
     if gmm.batch_shape:
         raise ValueError(f"sample needs a single GMM, got batch shape {gmm.batch_shape}.")
-    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 0:
+    if not is_int(n) or n < 0:
         raise ValueError(f"n must be an integer >= 0, got {n!r}.")
     check_key(key)
     if n == 0:

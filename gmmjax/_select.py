@@ -28,6 +28,7 @@ from ._prepare import prepare_fit
 from ._prior import default_reg_covar, resolve_prior
 from ._program import n_compiled
 from ._solver import Status
+from ._validate import is_int
 
 CRITERIA = ("bic", "aic", "icl")
 
@@ -200,7 +201,7 @@ def _grid_of_counts(n_components) -> list[int]:
             f"{n_components!r}."
         )
     values = list(n_components)
-    bad = [k for k in values if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1]
+    bad = [k for k in values if not is_int(k) or k < 1]
     if not values or bad:
         raise ValueError(
             f"n_components must be a non-empty collection of integers >= 1, got {values!r}."

@@ -144,7 +144,8 @@ def check_sample_weight(sample_weight, n_samples: int, dtype) -> jax.Array:
     return jnp.asarray(w, dtype)
 
 
-def _is_int(value) -> bool:
+def is_int(value) -> bool:
+    """An integer of any integer type (NumPy's included), not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -152,7 +153,7 @@ def check_fit_options(
     *, n_samples, n_components, cov_type, init, n_restarts, max_iter, tol, reg_covar, chunk_size
 ):
     """Scalar options of `fit` (via `FitConfig`); see its docstring."""
-    if not _is_int(n_components) or n_components < 1:
+    if not is_int(n_components) or n_components < 1:
         raise ValueError(f"n_components must be an integer >= 1, got {n_components!r}.")
     if n_components > n_samples:
         raise ValueError(
@@ -163,9 +164,9 @@ def check_fit_options(
         raise ValueError(f"cov_type must be one of {COV_TYPES}, got {cov_type!r}.")
     if init not in INIT_METHODS:
         raise ValueError(f"init must be one of {INIT_METHODS}, got {init!r}.")
-    if not _is_int(n_restarts) or n_restarts < 1:
+    if not is_int(n_restarts) or n_restarts < 1:
         raise ValueError(f"n_restarts must be an integer >= 1, got {n_restarts!r}.")
-    if not _is_int(max_iter) or max_iter < 1:
+    if not is_int(max_iter) or max_iter < 1:
         raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}.")
     check_non_negative("tol", tol)
     check_non_negative("reg_covar", reg_covar)
@@ -176,7 +177,7 @@ def check_positive_int(name: str, value, *, allow_none: bool = False) -> None:
     """ValueError unless `value` is an integer >= 1 (or None when `allow_none`)."""
     if allow_none and value is None:
         return
-    if not _is_int(value) or value < 1:
+    if not is_int(value) or value < 1:
         suffix = " or None" if allow_none else ""
         raise ValueError(f"{name} must be a positive integer{suffix}, got {value!r}.")
 
