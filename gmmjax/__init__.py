@@ -51,3 +51,10 @@ from ._transforms import from_unconstrained as from_unconstrained
 from ._transforms import to_unconstrained as to_unconstrained
 
 __version__ = "0.1.0"
+
+# Last, so that the import itself has compiled nothing: JAX's persistent compilation cache in
+# a per-user directory unless the user configured one or turned it off (see the module).
+from ._compilation_cache import configure_at_import as _configure_compilation_cache  # noqa: E402
+from ._compilation_cache import set_compilation_cache as set_compilation_cache  # noqa: E402
+
+_configure_compilation_cache()

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
-from ._likelihood import component_log_prob, log_likelihood
+from ._likelihood import component_log_prob, kernel_component_log_prob, kernel_log_likelihood
 from ._params import GMM
 from ._prior import Prior, check_matches
 from ._stats import (
@@ -25,6 +25,7 @@ from ._stats import (
 )
 
 
+@jax.jit
 def e_step(gmm: GMM, X: Float[Array, "n d"]) -> tuple[Float[Array, "n k"], Float[Array, ""]]:
     """Responsibilities γ (N, K) under `gmm` and the mean log-likelihood ℓ(θ)/N."""
     comp = component_log_prob(gmm, X)
@@ -183,7 +184,7 @@ def streamed_e_statistics(gmm: GMM, data: Chunked) -> tuple[SufficientStatistics
     total weighted log-likelihood Σ_i w_i log p(x_i)). No (N, K) array is ever kept."""
 
     def responsibilities(X, w, _chunk_index):
-        comp = component_log_prob(gmm, X)
+        comp = kernel_component_log_prob(gmm, X)  # X is centred (see `_prepare`)
         lp = logsumexp(comp, axis=-1, keepdims=True)
         return jnp.exp(comp - lp), jnp.sum(jnp.where(w > 0, w * lp[:, 0], 0.0))
 
@@ -196,7 +197,7 @@ def block_e_statistics(gmm: GMM, X: Float[Array, "b d"], w: Float[Array, " b"]):
 
 
 def _chunk_log_likelihood(X, w, _chunk_index, gmm):
-    return log_likelihood(gmm, X, w)
+    return kernel_log_likelihood(gmm, X, w)  # X is centred (see `_prepare`)
 
 
 def streamed_log_likelihood(gmm: GMM, data: Chunked, *, checkpoint: bool = False) -> Array:

@@ -189,7 +189,7 @@ class GaussianMixture:
             except FitFailedError as err:
                 raise ValueError(f"{_ILL_DEFINED} ({err})") from None
         best = int(result.best_index)
-        status = Status(int(result.status[best]))
+        status = Status(int(np.asarray(result.status)[best]))
         if status.failed:
             # scikit-learn raises when a covariance cannot be factorised; gmmjax only when no
             # restart survived (a failed restart never wins), and never hands out its NaNs.
@@ -355,6 +355,8 @@ class GaussianMixture:
         self.n_features_in_ = gmm.n_features
 
     def _set_fitted(self, res: FitResult) -> None:
+        # One host copy: indexing JAX arrays here would compile a small program per index.
+        res = jax.device_get(res)
         best = int(res.best_index)
         self._set_mixture(res.best)
         self.n_iter_ = int(res.n_iter[best])
@@ -367,6 +369,7 @@ class GaussianMixture:
     def _print_progress(self, res: FitResult, seconds: float) -> None:
         """scikit-learn's `verbose` report, printed after the run: all restarts ran together
         in one compiled program, so there is one time for all of them."""
+        res = jax.device_get(res)
         n_restarts = res.n_iter.shape[0]
         print(f"Fitted {n_restarts} initialization(s) in one program: {seconds:.5f}s")
         for r in range(n_restarts):
@@ -540,6 +543,10 @@ def _key_from(random_state):
         raise ValueError(
             f"random_state must be None, an int or a RandomState, got {random_state!r}"
         )
+    if jax.config.jax_default_prng_impl == "threefry2x32":
+        # Exactly jax.random.key(seed) for 0 <= seed < 2**32 (key data [seed >> 32, seed]),
+        # without the compiled seeding operation a fresh process would pay for.
+        return jax.random.wrap_key_data(np.array([0, seed], np.uint32))
     return jax.random.key(seed)
 
 

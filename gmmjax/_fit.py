@@ -7,6 +7,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh
 from jaxtyping import PRNGKeyArray
 
@@ -225,7 +226,7 @@ def run_prepared(
     `select`). With a `timing` dict the program is compiled ahead of time and the dict gets
     "compile_seconds", "seconds" (the run alone) and "compiled" (the executable)."""
     if active is None:
-        active = jnp.ones((config.n_components,), bool)
+        active = np.ones((config.n_components,), bool)
     problem = Problem(
         prep.data,
         prep.prior,
@@ -260,7 +261,7 @@ def run_prepared(
         out = prep.run(lambda *a: jax.block_until_ready(compiled(*a)), *args)
         timing["seconds"] = time.perf_counter() - t0
     params, value, ll, state, best = out
-    return make_result(prep.uncentre(params), value, ll, state, best)
+    return make_result(params, value, ll, state, best, prep.offset)
 
 
 def fit_em(

@@ -33,12 +33,12 @@ from ._sharding import (
 from ._stats import Chunked, chunk_rows
 from ._stream import Streamed, is_host_stream, open_host_data
 from ._validate import (
+    cast_host,
     check_data_host,
     check_init_params,
     check_key,
     check_range,
     check_sample_weight,
-    to_compute_dtype,
 )
 
 # Rows per chunk x restarts x components: the (chunk, K) responsibilities of all restarts
@@ -83,15 +83,17 @@ class PreparedFit(eqx.Module):
     def scalar(self, value) -> Array:
         """A traced option (tol, reg_covar, learning rate; a mask) in the data's dtype,
         replicated over the mesh if there is one."""
-        value = jnp.asarray(value)
+        # Built in NumPy and placed once: a JAX cast here would be one more compilation in a
+        # fresh process.
+        value = np.asarray(value)
         if value.dtype != bool:
             value = value.astype(self.dtype)
-        return value if self.mesh is None else replicate(value, self.mesh)
+        return jax.device_put(value) if self.mesh is None else replicate(value, self.mesh)
 
     def count(self, value: int) -> Array:
         """A traced int32, replicated over the mesh if there is one."""
-        value = jnp.asarray(value, jnp.int32)
-        return value if self.mesh is None else replicate(value, self.mesh)
+        value = np.asarray(value, np.int32)
+        return jax.device_put(value) if self.mesh is None else replicate(value, self.mesh)
 
     def traced(self, tree):
         """`scalar` on every leaf of a pytree (None stays None)."""
@@ -104,9 +106,6 @@ class PreparedFit(eqx.Module):
             # Dispatch is asynchronous: the host reader must outlive the last chunk read.
             out = jax.block_until_ready(out)
         return out if self.mesh is None else to_host(out)
-
-    def uncentre(self, params: GMM) -> GMM:
-        return eqx.tree_at(lambda g: g.means, params, params.means + self.offset)
 
 
 def _centred_prior(prior: Prior | None, offset, mesh) -> Prior | None:
@@ -163,7 +162,8 @@ def prepare_fit(
 
 
 def _centred(X, sample_weight, weight, dtype, *, global_mean: bool):
-    """(X − offset in `dtype`, offset (D,) in `dtype`), offset the weighted column mean.
+    """(X − offset in `dtype`, offset (D,) in `dtype`), offset the weighted column mean (host
+    input gives a host array of X, a JAX one stays where it is).
 
     Host data are centred in their own precision (float64 for float64 input) before the cast,
     with the offset first rounded to `dtype` so that centring and un-centring agree exactly:
@@ -184,9 +184,10 @@ def _centred(X, sample_weight, weight, dtype, *, global_mean: bool):
     if global_mean:
         sums, total = global_sum(sums), global_sum(total)
     offset = np.asarray(sums / total, dtype)
-    centred = to_compute_dtype(X - offset.astype(X.dtype), dtype, centred=True)
+    centred = cast_host(X - offset.astype(X.dtype), dtype, centred=True)
     _warn_if_offset_unrepresentable(offset, X, w, dtype)
-    return centred, jnp.asarray(offset)
+    # Host arrays: `chunk_rows` pads them on the host and transfers them once.
+    return centred, jax.device_put(offset)
 
 
 # Beyond this |mean| / spread, float32's rounding of the mean (|mean|·6e-8) exceeds 6e-3 of a

@@ -22,6 +22,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 
@@ -49,16 +50,23 @@ class Status(enum.IntEnum):
         return bool(succeeded(self))
 
 
+def _as_status_array(status):
+    """Host values stay NumPy (no JAX dispatch, hence no compilation, outside a program)."""
+    if isinstance(status, jax.Array | jax.core.Tracer):
+        return status
+    return np.asarray(status)
+
+
 def failed(status) -> Array:
     """Elementwise `Status.failed` of an array of status codes."""
-    status = jnp.asarray(status)
+    status = _as_status_array(status)
     return (status == Status.NON_FINITE) | (status == Status.DEGENERATE)
 
 
 def succeeded(status) -> Array:
     """Elementwise `Status.succeeded`: converged or reached max_iter. A pruned restart neither
     failed nor succeeded."""
-    status = jnp.asarray(status)
+    status = _as_status_array(status)
     return (status == Status.CONVERGED) | (status == Status.MAX_ITER_REACHED)
 
 

@@ -1,10 +1,11 @@
-"""Sufficient statistics of the M-step, shifted for float32 safety, and their chunked accumulation.
+"""Sufficient statistics of the M-step, taken about the current means, and their chunked sums.
 
 With responsibilities γ_ik (sample weights already folded in) and a shift c_k per component:
     s0_k = Σ_i γ_ik,   s1_k = Σ_i γ_ik (x_i − c_k),   s2_k = Σ_i γ_ik (x_i − c_k)(x_i − c_k)ᵀ.
 The M-step needs only these: μ_k = c_k + s1_k/s0_k and Σ_k = s2_k/s0_k − δ_k δ_kᵀ with
-δ_k = s1_k/s0_k. Choosing c_k close to μ_k (EM uses the previous means) keeps δ small, so the
-subtraction does not cancel. For a fixed shift the statistics are plain sums over rows, so
+δ_k = s1_k/s0_k. Choosing c_k close to μ_k (EM uses the previous means) keeps δ small, so that
+last subtraction does not cancel (s2 itself is formed by matrix products over the data's
+centre, see `_second_moment`). For a fixed shift the statistics are plain sums over rows, so
 chunks of rows, devices and hosts combine them by addition.
 
 `s2` is stored in the shape its covariance type needs: full (K, D, D); diag and spherical
@@ -18,9 +19,10 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
-from ._likelihood import _expand_quadratic, matmul_precision, quadratic_features, unpack_symmetric
+from ._likelihood import matmul_precision, quadratic_features, unpack_symmetric
 
 
 class SufficientStatistics(eqx.Module):
@@ -61,22 +63,43 @@ def sufficient_statistics(
     """
     n, d = X.shape
     k = resp.shape[1]
-    if sample_weight is not None:
-        resp = resp * sample_weight[:, None]
     if shift is None:
         shift = jnp.broadcast_to(jnp.mean(X, axis=0), (k, d))
+    # The products below expand about the origin: move it to the shifts' centroid first, so
+    # that data far from the origin (X + 1e4 in float32) do not cancel. Statistics about
+    # `shift` do not depend on the origin.
+    centre = jax.lax.stop_gradient(jnp.mean(shift, axis=0))
+    stats = kernel_statistics(
+        X - centre, resp, cov_type=cov_type, sample_weight=sample_weight, shift=shift - centre
+    )
+    return SufficientStatistics(stats.s0, stats.s1, stats.s2, shift)
+
+
+def kernel_statistics(
+    X: Float[Array, "n d"],
+    resp: Float[Array, "n k"],
+    *,
+    cov_type: str,
+    sample_weight: Float[Array, " n"] | None,
+    shift: Float[Array, "k d"],
+) -> SufficientStatistics:
+    """`sufficient_statistics` without moving the origin: for data already centred (the
+    fitting code), where every restart shares X and its quadratic features."""
+    if sample_weight is not None:
+        resp = resp * sample_weight[:, None]
     s0 = jnp.sum(resp, axis=0)
     raw1 = jnp.dot(resp.T, X, precision=matmul_precision())  # Σ γ x, (K, D)
     s1 = raw1 - s0[:, None] * shift
-    if _expand_quadratic(X.dtype):
-        s2 = _second_moment_expanded(X, resp, s0, raw1, shift, cov_type)
-    else:
-        s2 = _second_moment_direct(X, resp, shift, cov_type)
+    s2 = _second_moment(X, resp, s0, raw1, shift, cov_type)
     return SufficientStatistics(s0, s1, s2, shift)
 
 
-def _second_moment_expanded(X, resp, s0, raw1, shift, cov_type):
-    """Σ γ (x−c)(x−c)ᵀ = Σ γ xxᵀ − c (Σγx)ᵀ − (Σγx) cᵀ + s0 ccᵀ, by matrix products (float64)."""
+def _second_moment(X, resp, s0, raw1, shift, cov_type):
+    """Σ γ (x−c)(x−c)ᵀ = Σ γ xxᵀ − c (Σγx)ᵀ − (Σγx) cᵀ + s0 ccᵀ, by matrix products with φ(x)
+    shared by every component and restart. Like the E-step's expansion it carries an absolute
+    error of about ε·s0·‖c‖² (X centred, so c's distance from the data's centre); forming the
+    (N, K, D) differences instead avoids that but ran 3.7x slower in float32 (W2, 8 restarts,
+    benchmarks/README.md), so both dtypes expand."""
     d = X.shape[-1]
     if cov_type == "full":
         xx = unpack_symmetric(
@@ -100,24 +123,13 @@ def _second_moment_expanded(X, resp, s0, raw1, shift, cov_type):
     return xx - 2.0 * shift * raw1 + s0[:, None] * jnp.square(shift)
 
 
-def _second_moment_direct(X, resp, shift, cov_type):
-    """The same sums from explicit (N, K, D) differences: no cancellation (float32)."""
-    diff = X[:, None, :] - shift[None]
-    weighted = resp[:, :, None] * diff
-    if cov_type == "full":
-        return jnp.einsum("nkd,nke->kde", weighted, diff, precision=matmul_precision())
-    if cov_type == "tied":
-        return jnp.einsum("nkd,nke->de", weighted, diff, precision=matmul_precision())
-    return jnp.sum(weighted * diff, axis=0)
-
-
 def reshift(stats: SufficientStatistics, shift: Float[Array, "k d"]) -> SufficientStatistics:
     """The same statistics taken about a new `shift` c' (exact algebra, no data pass).
 
     With Δ_k = c'_k − c_k:  s1' = s1 − s0 Δ,  s2' = s2 − Δ s1ᵀ − s1 Δᵀ + s0 Δ Δᵀ
     (diag/spherical keep the diagonal, tied sums over k). Online and incremental EM keep
     statistics gathered under earlier means; moving them to the current means before the
-    M-step keeps δ = s1/s0 small, as the module docstring asks for float32.
+    M-step keeps δ = s1/s0 small, as the module docstring asks.
     """
     delta = shift - stats.shift
     s0, s1 = stats.s0, stats.s1
@@ -217,13 +229,18 @@ class Chunked(eqx.Module):
 
 
 def chunk_rows(X: Array, weight: Array, chunk_size: int) -> Chunked:
-    """Pad (N, D) rows to a multiple of `chunk_size` with zero-weight rows and split them."""
+    """Pad (N, D) rows to a multiple of `chunk_size` with zero-weight rows and split them.
+
+    Host (NumPy) input is padded on the host and transferred once: JAX operations outside a
+    program each cost a compilation in a fresh process."""
     n, d = X.shape
     n_chunks = -(-n // chunk_size)
     pad = n_chunks * chunk_size - n
-    X = jnp.pad(X, ((0, pad), (0, 0)))
-    weight = jnp.pad(weight, (0, pad))
-    return Chunked(X.reshape(n_chunks, chunk_size, d), weight.reshape(n_chunks, chunk_size))
+    xp = np if isinstance(X, np.ndarray) and isinstance(weight, np.ndarray) else jnp
+    X = xp.pad(X, ((0, pad), (0, 0)))
+    weight = xp.pad(weight, (0, pad))
+    chunked = Chunked(X.reshape(n_chunks, chunk_size, d), weight.reshape(n_chunks, chunk_size))
+    return jax.device_put(chunked) if xp is np else chunked
 
 
 def sum_over_chunks(fn: Callable, data, *args):
@@ -251,7 +268,7 @@ def streamed_statistics(
 
     def chunk(X, w, c):
         resp, extra = responsibilities(X, w, c)
-        st = sufficient_statistics(X, resp, cov_type=cov_type, sample_weight=w, shift=shift)
+        st = kernel_statistics(X, resp, cov_type=cov_type, sample_weight=w, shift=shift)
         return (st.s0, st.s1, st.s2), extra
 
     (s0, s1, s2), extra = sum_over_chunks(chunk, data)

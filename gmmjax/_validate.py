@@ -101,18 +101,24 @@ def check_range(X: np.ndarray, dtype) -> None:
 
 
 def to_compute_dtype(X: np.ndarray, dtype, *, centred: bool = False) -> jax.Array:
-    """Host X as a JAX array of `dtype`, or a ValueError when that dtype cannot hold its values:
+    """Host X as a JAX array of `dtype` (see `cast_host`)."""
+    return jax.device_put(cast_host(X, dtype, centred=centred))
+
+
+def cast_host(X: np.ndarray, dtype, *, centred: bool = False) -> np.ndarray:
+    """Host X as a NumPy array of `dtype`, or a ValueError when that dtype cannot hold its values:
     beyond its range (float32: |x| > 3.4e38) or, for `centred` data (what a fit reads), a
     column whose spread vanishes in it (float32: values below ~1e-38 become 0, so a fit would
     "converge" on a constant). Uncentred data are not held to the second test: a spread lost
     to a large offset there is the offset's doing, and scoring such rows is what the fit's
     offset warning is about."""
     check_range(X, dtype)
-    out = jnp.asarray(X, dtype)
+    # Cast in NumPy: a JAX cast would be one more compilation in a fresh process.
+    out = np.asarray(X, dtype)
     if not centred or np.dtype(dtype).itemsize >= X.dtype.itemsize:
         return out
     spread = np.ptp(X, axis=0)
-    lost = (spread > 0) & (np.asarray(jnp.ptp(out, axis=0)) == 0)
+    lost = (spread > 0) & (np.ptp(out, axis=0) == 0)
     bad = lost | ((spread > 0) & (spread < np.finfo(dtype).tiny * 2**10))
     if np.any(bad):
         column = int(np.argmax(bad))
@@ -124,10 +130,10 @@ def to_compute_dtype(X: np.ndarray, dtype, *, centred: bool = False) -> jax.Arra
     return out
 
 
-def check_sample_weight(sample_weight, n_samples: int, dtype) -> jax.Array:
-    """(N,) non-negative finite weights, not all zero; None means all ones."""
+def check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray:
+    """(N,) non-negative finite weights, not all zero; None means all ones (a host array)."""
     if sample_weight is None:
-        return jnp.ones((n_samples,), dtype)
+        return np.ones((n_samples,), dtype)
     w = np.asarray(sample_weight)
     if w.dtype.kind not in "biuf":
         raise ValueError(f"sample_weight must be numeric, got dtype {w.dtype}.")
@@ -141,7 +147,7 @@ def check_sample_weight(sample_weight, n_samples: int, dtype) -> jax.Array:
         raise ValueError("sample_weight must be non-negative.")
     if not np.any(w > 0):
         raise ValueError("sample_weight is all zero; at least one sample needs positive weight.")
-    return jnp.asarray(w, dtype)
+    return np.asarray(w, dtype)
 
 
 def is_int(value) -> bool:
