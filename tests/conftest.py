@@ -14,6 +14,10 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
         os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
     ).strip()
 
+# Tests compile in memory only: a run must not depend on (or fill) the user's persistent
+# compilation cache. tests/test_first_fit.py checks the cache itself in subprocesses.
+os.environ["GMMJAX_COMPILATION_CACHE"] = "0"
+
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

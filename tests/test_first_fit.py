@@ -1,0 +1,149 @@
+"""What a new process pays before its first answer, and the float32 fast path's accuracy.
+
+The subprocesses run with x64 off (a default user), their own cache directory, and warnings
+as errors from gmmjax's own modules.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+from conftest import assert_close
+
+import gmmjax as gj
+
+_FIRST_FIT = textwrap.dedent(
+    """
+    import json, logging, warnings
+    warnings.filterwarnings("error", module="gmmjax")
+    import jax
+    compiled = []
+
+    class Names(logging.Handler):
+        def emit(self, record):
+            message = record.getMessage()
+            if message.startswith("Finished XLA compilation of jit("):
+                compiled.append(message.split("jit(")[1].split(")")[0])
+
+    logging.getLogger("jax").addHandler(Names())
+    logging.getLogger("jax").setLevel(logging.WARNING)
+    import numpy as np
+    import gmmjax as gj
+    jax.config.update("jax_log_compiles", True)
+    X = gj.load_dataset("iris")[0]
+    out = {"cache_dir": jax.config.jax_compilation_cache_dir}
+    est = gj.GaussianMixture(3, n_init=8, random_state=0).fit(X)
+    out["fit"], compiled[:] = list(compiled), []
+    est.predict(X); est.predict_proba(X); est.score(X); est.score_samples(X)
+    out["score"], compiled[:] = list(compiled), []
+    float32 = gj.fit(X.astype(np.float32), 3, key=jax.random.key(1), n_restarts=2)
+    out["float32_dtype"] = str(float32.best.means.dtype)
+    print(json.dumps(out))
+    """
+)
+
+
+def _run(env_extra, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GMMJAX_", "JAX_"))}
+    env.update(XDG_CACHE_HOME=str(tmp_path), JAX_PLATFORMS="cpu", **env_extra)
+    out = subprocess.run(
+        [sys.executable, "-c", _FIRST_FIT], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _cache_files(directory):
+    return sorted(p.name for p in directory.rglob("*") if p.is_file())
+
+
+def test_first_fit_compiles_one_program_and_reads_it_back_from_the_cache(tmp_path):
+    """A new process compiles the fitting program (and a key split) and nothing else, no
+    warning from gmmjax; the program lands in the per-user cache, and the next process
+    compiles nothing new: the cache serves it."""
+    first = _run({}, tmp_path)
+    cache = tmp_path / "gmmjax" / "xla"
+    assert first["cache_dir"] == str(cache)
+    assert set(first["fit"]) <= {"fit_program", "_threefry_split"}, first["fit"]
+    assert "fit_program" in first["fit"]
+    # Scoring: one program each for responsibilities and log-densities.
+    assert set(first["score"]) <= {"e_step", "log_prob"}, first["score"]
+    assert first["float32_dtype"] == "float32"
+    written = _cache_files(cache)
+    assert any("fit_program" in name for name in written), written
+    _run({}, tmp_path)
+    assert _cache_files(cache) == written  # every program came from the cache
+
+
+def test_compilation_cache_switches(tmp_path):
+    """GMMJAX_COMPILATION_CACHE=0 turns it off, a path moves it, JAX's own setting wins."""
+    code = "import gmmjax, jax; print(jax.config.jax_compilation_cache_dir)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GMMJAX_", "JAX_"))}
+    env.update(XDG_CACHE_HOME=str(tmp_path), JAX_PLATFORMS="cpu")
+
+    def cache_dir(**extra):
+        out = subprocess.run(
+            [sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.strip()
+
+    assert cache_dir(GMMJAX_COMPILATION_CACHE="0") == "None"
+    assert cache_dir(GMMJAX_COMPILATION_CACHE="off") == "None"
+    assert cache_dir(GMMJAX_COMPILATION_CACHE=str(tmp_path / "mine")) == str(tmp_path / "mine")
+    assert cache_dir(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax")) == str(tmp_path / "jax")
+    assert cache_dir() == str(tmp_path / "gmmjax" / "xla")
+
+
+def test_set_compilation_cache_in_process(tmp_path):
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        assert gj.set_compilation_cache(tmp_path / "c") == tmp_path / "c"
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "c")
+        assert (tmp_path / "c").is_dir()
+        assert gj.set_compilation_cache(None) is None
+        assert jax.config.jax_compilation_cache_dir is None
+        blocker = tmp_path / "file"
+        blocker.write_text("")
+        with pytest.raises(ValueError, match="GMMJAX_COMPILATION_CACHE=0"):
+            gj.set_compilation_cache(blocker / "sub")
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
+
+
+def _mixture(n, d, k, scale, offset, seed=0):
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(k, d)) * scale
+    labels = rng.integers(0, k, size=n)
+    scales = rng.uniform(0.5, 1.5, size=(k, d))
+    return means[labels] + rng.normal(size=(n, d)) * scales[labels] + offset
+
+
+@pytest.mark.parametrize(("cov_type", "offset"), [("full", 0.0), ("full", 1e4), ("diag", 1e4)])
+def test_float32_fit_agrees_with_float64(cov_type, offset):
+    """100 EM steps from the same starts: float32's per-sample log-likelihood within 1e-5
+    (relative) of float64's, on data offset by 0 and 1e4, every restart finite."""
+    X = _mixture(3000, 6, 5, 3.0, offset)
+    start = gj.initialize(X, 5, key=jax.random.split(jax.random.key(0), 4), cov_type=cov_type)
+    fits = {
+        dtype: gj.fit_em(
+            X.astype(dtype),
+            5,
+            key=jax.random.key(0),
+            n_restarts=4,
+            cov_type=cov_type,
+            init_params=start,
+            max_iter=100,
+            tol=0.0,
+        )
+        for dtype in (np.float32, np.float64)
+    }
+    ll32 = np.asarray(fits[np.float32].log_likelihood, np.float64)
+    assert fits[np.float32].log_likelihood.dtype == np.float32
+    assert np.all(np.isfinite(ll32))
+    assert_close(ll32, fits[np.float64].log_likelihood, rtol=1e-5)
