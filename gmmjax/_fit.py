@@ -21,7 +21,7 @@ from ._online_em import OnlineEM
 from ._params import GMM
 from ._prepare import PreparedFit, fit_input
 from ._prior import default_reg_covar
-from ._program import fit_program
+from ._program import program_for
 from ._result import FitResult, make_result
 from ._squarem import SQUAREM
 from ._stream import is_host_stream
@@ -250,11 +250,18 @@ def run_prepared(
         has_init=prep.init_params is not None,
         stages=config.stages,
     )
+    program = program_for(
+        n_samples=prep.n_samples,
+        n_restarts=config.n_restarts,
+        n_components=config.n_components,
+        n_features=prep.offset.shape[-1],
+        max_iter=config.max_iter,
+    )
     if timing is None:
-        out = prep.run(fit_program, *args, **static)
+        out = prep.run(program, *args, **static)
     else:
         t0 = time.perf_counter()
-        compiled = fit_program.lower(*args, **static).compile()
+        compiled = program.lower(*args, **static).compile()
         timing["compile_seconds"] = time.perf_counter() - t0
         timing["compiled"] = compiled
         t0 = time.perf_counter()

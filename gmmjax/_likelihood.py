@@ -46,8 +46,12 @@ def quadratic_features(X: Float[Array, "n d"]) -> Float[Array, "n f"]:
     Shared by every component and restart, it turns the quadratic form of the log-density and
     the second moments of the M-step into plain matrix products.
     """
-    i, j = np.triu_indices(X.shape[-1])
-    return X[:, i] * X[:, j]
+    # Row i of the upper triangle is x_i · x[i:]: slices and one concatenation, which XLA
+    # fuses into plain loops. Indexing with triu_indices instead is a gather, which XLA's CPU
+    # backend also fused into the products' operands: W2 (N=100k, D=16, K=16) with one
+    # restart ran 3x slower per iteration that way.
+    d = X.shape[-1]
+    return jnp.concatenate([X[:, i : i + 1] * X[:, i:] for i in range(d)], axis=-1)
 
 
 def pack_symmetric(A: Float[Array, "... d d"]) -> Float[Array, "... f"]:

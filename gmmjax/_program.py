@@ -27,8 +27,7 @@ from ._stats import Chunked
 STATIC = ("method", "n_components", "cov_type", "init", "max_iter", "has_init", "stages")
 
 
-@functools.partial(jax.jit, static_argnames=STATIC)
-def fit_program(
+def _fit_program(
     problem: Problem,
     keys: PRNGKeyArray,
     init_params: GMM | None,
@@ -87,6 +86,32 @@ def fit_program(
     return params, value, ll, state, select_best(value, state.status)
 
 
+# Two compilations of the same program. XLA's CPU backend spends most of a small fit's first
+# call in LLVM's optimisation passes (iris, 8 restarts: 3.0 s of a 3.4 s first fit on a 2-core
+# machine); without them it compiles in about half the time and runs 2.5-3x slower (W2, 8
+# restarts, benchmarks/README.md). Fits whose whole run is tiny take the quick compilation.
+fit_program = jax.jit(_fit_program, static_argnames=STATIC)
+quick_fit_program = jax.jit(
+    _fit_program,
+    static_argnames=STATIC,
+    compiler_options={"xla_backend_optimization_level": 0},
+)
+
+# max_iter x restarts x rows x components x features²: below this a fit's optimised run takes
+# well under a second (W2's 10 iterations of 8 restarts are 3.3e10 and take 3 s), so the
+# quick compilation's slower code costs less than the compilation time it saves.
+_QUICK_WORK = 2**31
+
+
+def program_for(
+    *, n_samples: int, n_restarts: int, n_components: int, n_features: int, max_iter: int
+):
+    """`quick_fit_program` for small fits, `fit_program` otherwise (shapes are static, so
+    the choice is too)."""
+    work = max_iter * n_restarts * n_samples * n_components * n_features**2
+    return quick_fit_program if work < _QUICK_WORK else fit_program
+
+
 def _method_step(method, params, aux, *, problem, hyper):
     return method.step(params, aux, problem, hyper)
 
@@ -94,4 +119,4 @@ def _method_step(method, params, aux, *, problem, hyper):
 def n_compiled() -> int:
     """How many versions of the fitting program this process has compiled (for tests and
     `Selection.n_compilations`)."""
-    return fit_program._cache_size()
+    return fit_program._cache_size() + quick_fit_program._cache_size()

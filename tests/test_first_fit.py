@@ -69,8 +69,8 @@ def test_first_fit_compiles_one_program_and_reads_it_back_from_the_cache(tmp_pat
     first = _run({}, tmp_path)
     cache = tmp_path / "gmmjax" / "xla"
     assert first["cache_dir"] == str(cache)
-    assert set(first["fit"]) <= {"fit_program", "_threefry_split"}, first["fit"]
-    assert "fit_program" in first["fit"]
+    assert set(first["fit"]) <= {"_fit_program", "_threefry_split"}, first["fit"]
+    assert "_fit_program" in first["fit"]
     # Scoring: one program each for responsibilities and log-densities.
     assert set(first["score"]) <= {"e_step", "log_prob"}, first["score"]
     assert first["float32_dtype"] == "float32"
@@ -147,3 +147,20 @@ def test_float32_fit_agrees_with_float64(cov_type, offset):
     assert fits[np.float32].log_likelihood.dtype == np.float32
     assert np.all(np.isfinite(ll32))
     assert_close(ll32, fits[np.float64].log_likelihood, rtol=1e-5)
+
+
+def test_small_fits_take_the_quick_compilation(monkeypatch):
+    """Tiny fits compile without LLVM's optimisations, large ones with them; both programs
+    compute the same fit."""
+    from gmmjax import _program
+
+    small = dict(n_samples=150, n_restarts=8, n_components=3, n_features=4, max_iter=100)
+    large = dict(n_samples=100_000, n_restarts=8, n_components=16, n_features=16, max_iter=10)
+    assert _program.program_for(**small) is _program.quick_fit_program
+    assert _program.program_for(**large) is _program.fit_program
+    X = gj.load_dataset("iris")[0]
+    quick = gj.fit_em(X, 3, key=jax.random.key(0), n_restarts=3, max_iter=30)
+    monkeypatch.setattr(_program, "_QUICK_WORK", 0)
+    optimised = gj.fit_em(X, 3, key=jax.random.key(0), n_restarts=3, max_iter=30)
+    assert_close(quick.log_likelihood, optimised.log_likelihood, rtol=1e-12)
+    assert_close(quick.best.covariances, optimised.best.covariances, rtol=1e-10, atol=1e-12)
