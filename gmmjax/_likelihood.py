@@ -32,11 +32,15 @@ def matmul_precision() -> jax.lax.Precision | None:
     return jax.lax.Precision.HIGHEST
 
 
-def _expand_differences(dtype) -> bool:
-    """Whether `squared_distances` may expand ‖x − m‖² as ‖x‖² − 2 xᵀm + ‖m‖² (float64), or
-    must form the differences (float32, where the expansion loses digits when ‖x‖ ≫ ‖x − m‖).
-    Only the k-means++ initialisation reads plain distances; the fitting kernel always expands
-    (see `squared_mahalanobis`)."""
+def _expand_quadratic(dtype) -> bool:
+    """Whether ‖x − μ‖² may be expanded as ‖x‖² − 2 xᵀμ + ‖μ‖² (matrix products, fast).
+
+    The expansion carries an absolute error of about ε·(‖x‖² + ‖μ‖²) in the metric at hand,
+    which for a component far from the others (or from the origin) relative to its spread is
+    ε·d², d that distance. In float64 that is harmless; in float32 it is not (measured in
+    benchmarks/README.md: two clusters 3000 standard deviations apart made float32 fits fail,
+    and L-BFGS on iris stopped converging), so float32 forms the differences explicitly.
+    """
     return jnp.dtype(dtype) == jnp.float64
 
 
@@ -44,7 +48,7 @@ def quadratic_features(X: Float[Array, "n d"]) -> Float[Array, "n f"]:
     """φ(x) = (x_i x_j)_{i≤j}, F = D(D+1)/2 columns: xᵀAx = φ(x)·pack(A) for symmetric A.
 
     Shared by every component and restart, it turns the quadratic form of the log-density and
-    the second moments of the M-step into plain matrix products.
+    the second moments of the M-step into plain matrix products (float64 paths).
     """
     # Row i of the upper triangle is x_i · x[i:]: slices and one concatenation, which XLA
     # fuses into plain loops. Indexing with triu_indices instead is a gather, which XLA's CPU
@@ -71,40 +75,56 @@ def unpack_symmetric(v: Float[Array, "... f"], d: int) -> Float[Array, "... d d"
 def squared_mahalanobis(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]:
     """‖(x_i − μ_k)ᵀ U_k‖² for every sample and component, shape (N, K).
 
-    Expanded as xᵀPx − 2 (Pμ)ᵀx + μᵀPμ with P = U Uᵀ (the precision, formed from its Cholesky
-    factor): matrix products with φ(x) and X shared by every component and restart, in both
-    dtypes. The expansion is exact algebra; in floating point it carries an absolute error of
-    about ε·(xᵀPx + μᵀPμ), which for the points a component explains is ε times a few times
-    μᵀPμ, the squared Mahalanobis distance of its mean from the origin. Fitting code passes
-    data centred on their weighted mean, so that distance is the component's distance from
-    the data's centre: in float32 (ε = 6e-8) a mean 30 standard deviations out costs about
-    1e-4 in that component's log-density (measured in benchmarks/README.md: the per-sample
-    log-likelihood of 100 float32 EM steps stays within 5e-6 of float64's on such data).
+    float64: expanded as xᵀPx − 2 (Pμ)ᵀx + μᵀPμ with P = U Uᵀ (the precision, formed from its
+    Cholesky factor): matrix products with X, shared by every component and restart.
+    float32: X and the means are first shifted by the centroid of the means (the quadratic form
+    is unchanged, but float32 keeps its digits on data far from the origin), then the
+    differences are formed explicitly, so nothing cancels.
     """
     prec = gmm.precisions_cholesky
-    if gmm.cov_type in ("full", "tied"):
-        precision = jnp.matmul(prec, jnp.swapaxes(prec, -1, -2), precision=matmul_precision())
-        spec = "kde,ke->kd" if gmm.cov_type == "full" else "de,ke->kd"
-        pmu = jnp.einsum(spec, precision, gmm.means, precision=matmul_precision())
-        quad = jnp.dot(
-            quadratic_features(X), pack_symmetric(precision).T, precision=matmul_precision()
-        )
-        if gmm.cov_type == "tied":
-            quad = quad[:, None]
-    else:
-        # diag: P = diag(p²) per component; spherical: p² I.
-        p2 = jnp.square(prec)
-        p2 = p2 if gmm.cov_type == "diag" else jnp.broadcast_to(p2[:, None], gmm.means.shape)
-        pmu = gmm.means * p2
-        quad = jnp.dot(jnp.square(X), p2.T, precision=matmul_precision())
-    lin = jnp.dot(X, pmu.T, precision=matmul_precision())
-    const = jnp.sum(pmu * gmm.means, axis=-1)
-    return jnp.maximum(quad - 2.0 * lin + const, 0.0)
+    if _expand_quadratic(X.dtype):
+        if gmm.cov_type in ("full", "tied"):
+            precision = jnp.matmul(prec, jnp.swapaxes(prec, -1, -2), precision=matmul_precision())
+            spec = "kde,ke->kd" if gmm.cov_type == "full" else "de,ke->kd"
+            pmu = jnp.einsum(spec, precision, gmm.means, precision=matmul_precision())
+            quad = jnp.dot(
+                quadratic_features(X), pack_symmetric(precision).T, precision=matmul_precision()
+            )
+            lin = jnp.dot(X, pmu.T, precision=matmul_precision())
+            const = jnp.sum(pmu * gmm.means, axis=-1)
+            if gmm.cov_type == "tied":
+                quad = quad[:, None]
+            return jnp.maximum(quad - 2.0 * lin + const, 0.0)
+        if gmm.cov_type == "diag":
+            p2 = jnp.square(prec)  # (K, D) precisions
+            mu = gmm.means
+            sq = (
+                jnp.dot(jnp.square(X), p2.T, precision=matmul_precision())
+                - 2.0 * jnp.dot(X, (mu * p2).T, precision=matmul_precision())
+                + jnp.sum(jnp.square(mu) * p2, axis=-1)
+            )
+            return jnp.maximum(sq, 0.0)
+        return squared_distances(X, gmm.means) * jnp.square(prec)
+
+    centre = jax.lax.stop_gradient(jnp.mean(gmm.means, axis=0))
+    x = X - centre
+    mu = gmm.means - centre
+    if gmm.cov_type == "full":
+        y = jnp.einsum("nd,kde->nke", x, prec, precision=matmul_precision())
+        y = y - jnp.einsum("kd,kde->ke", mu, prec, precision=matmul_precision())
+        return jnp.sum(jnp.square(y), axis=-1)
+    if gmm.cov_type == "tied":
+        y = jnp.dot(x, prec, precision=matmul_precision())
+        m = jnp.dot(mu, prec, precision=matmul_precision())
+        return squared_distances(y, m)
+    if gmm.cov_type == "diag":
+        return jnp.sum(jnp.square((x[:, None, :] - mu[None]) * prec[None]), axis=-1)
+    return squared_distances(x, mu) * jnp.square(prec)
 
 
 def squared_distances(x: Float[Array, "n d"], m: Float[Array, "k d"]) -> Float[Array, "n k"]:
     """‖x_i − m_k‖², shape (N, K): expanded into matrix products in float64, direct in float32."""
-    if _expand_differences(x.dtype):
+    if _expand_quadratic(x.dtype):
         sq = (
             jnp.sum(jnp.square(x), axis=-1)[:, None]
             - 2.0 * jnp.dot(x, m.T, precision=matmul_precision())

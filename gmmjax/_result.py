@@ -64,12 +64,25 @@ def make_result(params: GMM, value, ll, state: SolverState, best_index, offset=N
     there dispatches no JAX operation, and each such operation would cost a compilation (tens
     of milliseconds) in a fresh process.
     """
-    params, value, ll, state, best_index = jax.device_get((params, value, ll, state, best_index))
-    best_index = int(best_index)
+    # Only the fields kept: a method's aux state (optimiser state, per-block statistics) stays.
+    params, value, ll, best_array, status, history, n_iter, evals, n_evals = jax.device_get(
+        (
+            params,
+            value,
+            ll,
+            best_index,
+            state.status,
+            state.history,
+            state.n_iter,
+            state.evals_history,
+            state.evals,
+        )
+    )
+    best_index = int(best_array)
     if offset is not None:
         offset = np.asarray(jax.device_get(offset))
         params = eqx.tree_at(lambda g: g.means, params, params.means + offset)
-    status = np.asarray(state.status)
+    status = np.asarray(status)
     best = params[best_index]
     if not np.any(succeeded(status)):
         codes = sorted({Status(int(s)).name for s in status})
@@ -92,11 +105,11 @@ def make_result(params: GMM, value, ll, state: SolverState, best_index, offset=N
         params=params,
         objective=value,
         log_likelihood=ll,
-        history=state.history,
-        n_iter=state.n_iter,
+        history=history,
+        n_iter=n_iter,
         status=status,
-        best_index=np.asarray(best_index, np.int32),
-        evals=state.evals_history,
-        n_evals=state.evals,
+        best_index=best_array,
+        evals=evals,
+        n_evals=n_evals,
     )
     return jax.device_put(result)

@@ -3,9 +3,8 @@
 With responsibilities γ_ik (sample weights already folded in) and a shift c_k per component:
     s0_k = Σ_i γ_ik,   s1_k = Σ_i γ_ik (x_i − c_k),   s2_k = Σ_i γ_ik (x_i − c_k)(x_i − c_k)ᵀ.
 The M-step needs only these: μ_k = c_k + s1_k/s0_k and Σ_k = s2_k/s0_k − δ_k δ_kᵀ with
-δ_k = s1_k/s0_k. Choosing c_k close to μ_k (EM uses the previous means) keeps δ small, so that
-last subtraction does not cancel (s2 itself is formed by matrix products over the data's
-centre, see `_second_moment`). For a fixed shift the statistics are plain sums over rows, so
+δ_k = s1_k/s0_k. Choosing c_k close to μ_k (EM uses the previous means) keeps δ small, so the
+subtraction does not cancel. For a fixed shift the statistics are plain sums over rows, so
 chunks of rows, devices and hosts combine them by addition.
 
 `s2` is stored in the shape its covariance type needs: full (K, D, D); diag and spherical
@@ -22,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._likelihood import matmul_precision, quadratic_features, unpack_symmetric
+from ._likelihood import _expand_quadratic, matmul_precision, quadratic_features, unpack_symmetric
 
 
 class SufficientStatistics(eqx.Module):
@@ -90,16 +89,16 @@ def kernel_statistics(
     s0 = jnp.sum(resp, axis=0)
     raw1 = jnp.dot(resp.T, X, precision=matmul_precision())  # Σ γ x, (K, D)
     s1 = raw1 - s0[:, None] * shift
-    s2 = _second_moment(X, resp, s0, raw1, shift, cov_type)
+    if _expand_quadratic(X.dtype):
+        s2 = _second_moment(X, resp, s0, raw1, shift, cov_type)
+    else:
+        s2 = _second_moment_direct(X, resp, shift, cov_type)
     return SufficientStatistics(s0, s1, s2, shift)
 
 
 def _second_moment(X, resp, s0, raw1, shift, cov_type):
     """Σ γ (x−c)(x−c)ᵀ = Σ γ xxᵀ − c (Σγx)ᵀ − (Σγx) cᵀ + s0 ccᵀ, by matrix products with φ(x)
-    shared by every component and restart. Like the E-step's expansion it carries an absolute
-    error of about ε·s0·‖c‖² (X centred, so c's distance from the data's centre); forming the
-    (N, K, D) differences instead avoids that but ran 3.7x slower in float32 (W2, 8 restarts,
-    benchmarks/README.md), so both dtypes expand."""
+    shared by every component and restart (float64; see `_likelihood._expand_quadratic`)."""
     d = X.shape[-1]
     if cov_type == "full":
         xx = unpack_symmetric(
@@ -123,13 +122,24 @@ def _second_moment(X, resp, s0, raw1, shift, cov_type):
     return xx - 2.0 * shift * raw1 + s0[:, None] * jnp.square(shift)
 
 
+def _second_moment_direct(X, resp, shift, cov_type):
+    """The same sums from explicit (N, K, D) differences: no cancellation (float32)."""
+    diff = X[:, None, :] - shift[None]
+    weighted = resp[:, :, None] * diff
+    if cov_type == "full":
+        return jnp.einsum("nkd,nke->kde", weighted, diff, precision=matmul_precision())
+    if cov_type == "tied":
+        return jnp.einsum("nkd,nke->de", weighted, diff, precision=matmul_precision())
+    return jnp.sum(weighted * diff, axis=0)
+
+
 def reshift(stats: SufficientStatistics, shift: Float[Array, "k d"]) -> SufficientStatistics:
     """The same statistics taken about a new `shift` c' (exact algebra, no data pass).
 
     With Δ_k = c'_k − c_k:  s1' = s1 − s0 Δ,  s2' = s2 − Δ s1ᵀ − s1 Δᵀ + s0 Δ Δᵀ
     (diag/spherical keep the diagonal, tied sums over k). Online and incremental EM keep
     statistics gathered under earlier means; moving them to the current means before the
-    M-step keeps δ = s1/s0 small, as the module docstring asks.
+    M-step keeps δ = s1/s0 small, as the module docstring asks for float32.
     """
     delta = shift - stats.shift
     s0, s1 = stats.s0, stats.s1

@@ -76,8 +76,11 @@ def test_first_fit_compiles_one_program_and_reads_it_back_from_the_cache(tmp_pat
     assert first["float32_dtype"] == "float32"
     written = _cache_files(cache)
     assert any("fit_program" in name for name in written), written
+    stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
     _run({}, tmp_path)
-    assert _cache_files(cache) == written  # every program came from the cache
+    # A miss would compile again and rewrite its entry (same name): every entry is untouched.
+    assert _cache_files(cache) == written
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == stamps
 
 
 def test_compilation_cache_switches(tmp_path):
@@ -102,6 +105,7 @@ def test_compilation_cache_switches(tmp_path):
 
 def test_set_compilation_cache_in_process(tmp_path):
     before = jax.config.jax_compilation_cache_dir
+    threshold = jax.config.jax_persistent_cache_min_compile_time_secs
     try:
         assert gj.set_compilation_cache(tmp_path / "c") == tmp_path / "c"
         assert jax.config.jax_compilation_cache_dir == str(tmp_path / "c")
@@ -114,6 +118,7 @@ def test_set_compilation_cache_in_process(tmp_path):
             gj.set_compilation_cache(blocker / "sub")
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", threshold)
 
 
 def _mixture(n, d, k, scale, offset, seed=0):
@@ -164,3 +169,17 @@ def test_small_fits_take_the_quick_compilation(monkeypatch):
     optimised = gj.fit_em(X, 3, key=jax.random.key(0), n_restarts=3, max_iter=30)
     assert_close(quick.log_likelihood, optimised.log_likelihood, rtol=1e-12)
     assert_close(quick.best.covariances, optimised.best.covariances, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cov_type", ["full", "diag"])
+def test_float32_fit_of_far_separated_clusters(cov_type):
+    """Two unit-variance clusters 2000 standard deviations apart: float32 forms differences,
+    not the expansion whose error grows as the square of that distance."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 2)) + np.where(rng.random(2000) < 0.5, -1000.0, 1000.0)[:, None]
+    res = gj.fit(X.astype(np.float32), 2, key=jax.random.key(0), n_restarts=2, cov_type=cov_type)
+    variances = np.asarray(res.best.covariances).reshape(2, -1)
+    expected = [np.var(X[X[:, 0] < 0], axis=0), np.var(X[X[:, 0] > 0], axis=0)]
+    order = np.argsort(np.asarray(res.best.means)[:, 0])
+    diagonal = variances[order][:, [0, -1]]
+    assert_close(diagonal, expected, rtol=1e-3)
