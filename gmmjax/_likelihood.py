@@ -135,9 +135,9 @@ def squared_distances(x: Float[Array, "n d"], m: Float[Array, "k d"]) -> Float[A
 
 
 def log_gaussian(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]:
-    """log N(x_i | μ_k, Σ_k), shape (N, K), by the expansion of `squared_mahalanobis` about the
-    origin: X must lie near it (the fitting code passes centred data; the public functions
-    below centre first)."""
+    """log N(x_i | μ_k, Σ_k), shape (N, K). In float64 `squared_mahalanobis` expands about the
+    origin, so X should lie near it: the fitting code passes centred data, the public functions
+    below centre first."""
     d = gmm.n_features
     _check_features(gmm, X)
     log_det = log_det_precision_cholesky(gmm.precisions_cholesky, gmm.cov_type, d)
@@ -173,8 +173,9 @@ def kernel_log_likelihood(
 
 def _centred_on_means(gmm: GMM, X: Float[Array, "n d"]) -> tuple[GMM, Float[Array, "n d"]]:
     """(gmm, X) both shifted by the centroid of the means: the densities are unchanged, and
-    the expansion of `squared_mahalanobis` no longer cancels on data far from the origin
-    (X + 1e4 in float32). The shift is a constant for differentiation (x − μ is unchanged)."""
+    float64's expansion in `squared_mahalanobis` does not cancel on data far from the origin
+    (float32's differences are taken about the same centroid). The shift is a constant for
+    differentiation (x − μ is unchanged)."""
     _check_features(gmm, X)
     centre = jax.lax.stop_gradient(jnp.mean(gmm.means, axis=-2))
     X = jnp.asarray(X)
