@@ -54,7 +54,7 @@ class FitResult(eqx.Module):
         return self.status == Status.CONVERGED
 
 
-def make_result(params: GMM, value, ll, state: SolverState, best_index, offset=None) -> FitResult:
+def make_result(params: GMM, value, ll, state: SolverState, best_index, offset) -> FitResult:
     """Assemble a FitResult from the restarts' solver states (centred parameters are moved
     back by `offset`); warns when none succeeded (the best then holds its last valid
     parameters) and raises `FitFailedError` (a ValueError) when not even the best restart had
@@ -79,10 +79,7 @@ def make_result(params: GMM, value, ll, state: SolverState, best_index, offset=N
         )
     )
     best_index = int(best_array)
-    if offset is not None:
-        offset = np.asarray(jax.device_get(offset))
-        params = eqx.tree_at(lambda g: g.means, params, params.means + offset)
-    status = np.asarray(status)
+    params = eqx.tree_at(lambda g: g.means, params, params.means + jax.device_get(offset))
     best = params[best_index]
     if not np.any(succeeded(status)):
         codes = sorted({Status(int(s)).name for s in status})

@@ -64,9 +64,9 @@ def sufficient_statistics(
     k = resp.shape[1]
     if shift is None:
         shift = jnp.broadcast_to(jnp.mean(X, axis=0), (k, d))
-    # The products below expand about the origin: move it to the shifts' centroid first, so
-    # that data far from the origin (X + 1e4 in float32) do not cancel. Statistics about
-    # `shift` do not depend on the origin.
+    # float64's products expand about the origin: move it to the shifts' centroid first, so
+    # that data far from the origin do not cancel. Statistics about `shift` do not depend on
+    # the origin.
     centre = jax.lax.stop_gradient(jnp.mean(shift, axis=0))
     stats = kernel_statistics(
         X - centre, resp, cov_type=cov_type, sample_weight=sample_weight, shift=shift - centre

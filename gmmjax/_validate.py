@@ -34,7 +34,7 @@ def check_data_host(X) -> tuple[np.ndarray | jax.Array, np.dtype]:
 
     X stays where and in what precision it was given: a JAX array as it is, anything else as
     a NumPy array (float64 for integer data). Callers that centre X do so on the host in that
-    precision before `to_compute_dtype`, so a float32 fit never sees the offset rounded away.
+    precision before `cast_host`, so a float32 fit never sees the offset rounded away.
     """
     if not hasattr(X, "dtype"):
         try:
@@ -100,9 +100,9 @@ def check_range(X: np.ndarray, dtype) -> None:
             )
 
 
-def to_compute_dtype(X: np.ndarray, dtype, *, centred: bool = False) -> jax.Array:
+def to_compute_dtype(X: np.ndarray, dtype) -> jax.Array:
     """Host X as a JAX array of `dtype` (see `cast_host`)."""
-    return jax.device_put(cast_host(X, dtype, centred=centred))
+    return jax.device_put(cast_host(X, dtype))
 
 
 def cast_host(X: np.ndarray, dtype, *, centred: bool = False) -> np.ndarray:
