@@ -79,8 +79,12 @@ def test_first_fit_compiles_one_program_and_reads_it_back_from_the_cache(tmp_pat
     stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
     _run({}, tmp_path)
     # A miss would compile again and rewrite its entry (same name): every entry is untouched.
-    assert _cache_files(cache) == written
-    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == stamps
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    # JAX writes only programs that took at least the threshold (0.1 s) to compile, so a small
+    # program near it (a key split) may be written by one process and not the other; the
+    # fitting program is never among the new entries.
+    added = set(_cache_files(cache)) - set(written)
+    assert not any("fit_program" in name for name in added), added
 
 
 def test_compilation_cache_switches(tmp_path):
