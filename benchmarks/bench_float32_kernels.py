@@ -1,0 +1,144 @@
+"""Why float32 EM is slower than float64 on a CPU: the two kernels of one data chunk, timed.
+
+An EM iteration does two things per chunk of rows and per restart: the E-step's squared
+Mahalanobis distances (N, K) and the M-step's weighted second moments Σ γ (x − c)(x − c)ᵀ,
+(K, D, D). In float64 gmmjax expands both about the data's centre into products with the
+shared quadratic features φ(x) (one wide matrix product for every component and restart);
+the expansion's rounding error grows as ε·d², d a component's distance from the centre in its
+own deviations, which float64's ε absorbs and float32's does not (benchmarks/README.md). So
+float32 forms the differences x − c_k explicitly, and this script times every layout of that
+explicit form tried, beside the expanded form in both dtypes, through the same `jax.vmap` over
+restarts the fitting program uses.
+
+    python benchmarks/bench_float32_kernels.py [--rows 1024] [--features 16] [--components 16]
+        [--restarts 8] [--repeats 5]
+
+Prints the median milliseconds per call of each variant. Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+jax.config.update("jax_enable_x64", True)
+
+
+def _phi(x):
+    """Upper-triangle products x_i x_j (i ≤ j) along the last axis, built from slices."""
+    d = x.shape[-1]
+    return jnp.concatenate([x[..., i : i + 1] * x[..., i:] for i in range(d)], axis=-1)
+
+
+# Second moments about per-component shifts c (K, D), weights γ (N, K).
+def moments_expanded(X, resp, shift):
+    """Σ γ φ(x) as one product (the float64 path; the shift corrections are O(K D²))."""
+    return resp.T @ _phi(X)
+
+
+def moments_nkd(X, resp, shift):
+    """Explicit differences in (N, K, D) layout (the float32 path)."""
+    diff = X[:, None, :] - shift[None]
+    return jnp.einsum("nkd,nke->kde", resp[:, :, None] * diff, diff)
+
+
+def moments_knd_sqrt(X, resp, shift):
+    """Explicit differences in (K, N, D) layout, scaled by √γ so one operand serves twice."""
+    diff = (X[None] - shift[:, None]) * jnp.sqrt(resp.T)[:, :, None]
+    return jnp.einsum("knd,kne->kde", diff, diff)
+
+
+def moments_kdn(X, resp, shift):
+    """Explicit differences in (K, D, N) layout, as a batched matmul."""
+    diff = (X.T[None] - shift[:, :, None]) * jnp.sqrt(resp.T)[:, None, :]
+    return jnp.matmul(diff, jnp.swapaxes(diff, 1, 2))
+
+
+def moments_per_component_phi(X, resp, shift):
+    """φ of each component's differences, then a weighted sum (symmetry, no products)."""
+    return jnp.einsum("kn,knf->kf", resp.T, _phi(X[None] - shift[:, None]))
+
+
+# Squared Mahalanobis distances with precision Cholesky factors U (K, D, D), means μ (K, D).
+def distances_expanded(X, prec, mu):
+    """xᵀPx − 2 (Pμ)ᵀx + μᵀPμ from φ(x) (the float64 path)."""
+    d = X.shape[-1]
+    P = prec @ jnp.swapaxes(prec, -1, -2)
+    i, j = np.triu_indices(d)
+    packed = P[:, i, j] * np.where(i == j, 1.0, 2.0)
+    pmu = jnp.einsum("kde,ke->kd", P, mu)
+    return _phi(X) @ packed.T - 2.0 * X @ pmu.T + jnp.sum(pmu * mu, -1)
+
+
+def distances_linear(X, prec, mu):
+    """‖xᵀU − μᵀU‖²: products with X, then the difference (the float32 path)."""
+    y = jnp.einsum("nd,kde->nke", X, prec) - jnp.einsum("kd,kde->ke", mu, prec)
+    return jnp.sum(jnp.square(y), -1)
+
+
+def distances_one_product(X, prec, mu):
+    """The same with the K factors side by side, X [U_1 … U_K] as one product."""
+    k, d, _ = prec.shape
+    y = (X @ jnp.transpose(prec, (1, 0, 2)).reshape(d, k * d)).reshape(-1, k, d)
+    y = y - jnp.einsum("kd,kde->ke", mu, prec)
+    return jnp.sum(jnp.square(y), -1)
+
+
+def _median_ms(fn, args, repeats, calls=30):
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            out = fn(*args)
+        jax.block_until_ready(out)
+        times.append((time.perf_counter() - start) / calls)
+    return 1e3 * float(np.median(times))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1024)
+    parser.add_argument("--features", type=int, default=16)
+    parser.add_argument("--components", type=int, default=16)
+    parser.add_argument("--restarts", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    n, d, k, r = args.rows, args.features, args.components, args.restarts
+    rng = np.random.default_rng(0)
+    data = {
+        "X": rng.normal(size=(n, d)),
+        "resp": rng.dirichlet(np.ones(k), size=(r, n)),
+        "shift": rng.normal(size=(r, k, d)),
+        "prec": np.tril(rng.normal(size=(r, k, d, d))),
+    }
+    moments = [
+        ("moments: expanded, Σγφ(x)", moments_expanded),
+        ("moments: explicit (N,K,D)", moments_nkd),
+        ("moments: explicit (K,N,D) √γ", moments_knd_sqrt),
+        ("moments: explicit (K,D,N) matmul", moments_kdn),
+        ("moments: φ per component", moments_per_component_phi),
+    ]
+    distances = [
+        ("distances: expanded, φ(x)", distances_expanded),
+        ("distances: linear, xᵀU − μᵀU", distances_linear),
+        ("distances: linear, one product", distances_one_product),
+    ]
+    print(f"rows {n}, features {d}, components {k}, restarts {r} (vmapped); ms per call")
+    print(f"{'kernel':36s} {'float32':>9s} {'float64':>9s}")
+    for kernels, middle in ((moments, "resp"), (distances, "prec")):
+        for name, fn in kernels:
+            row = []
+            for dtype in (np.float32, np.float64):
+                operands = [jnp.asarray(data[a], dtype) for a in ("X", middle, "shift")]
+                program = jax.jit(jax.vmap(fn, in_axes=(None, 0, 0)))
+                row.append(_median_ms(program, operands, args.repeats))
+            print(f"{name:36s} {row[0]:9.3f} {row[1]:9.3f}")
+
+
+if __name__ == "__main__":
+    main()
