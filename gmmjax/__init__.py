@@ -34,6 +34,7 @@ from ._io import save as save
 from ._likelihood import component_log_prob as component_log_prob
 from ._likelihood import log_likelihood as log_likelihood
 from ._likelihood import log_prob as log_prob
+from ._missing import impute as impute
 from ._objective import objective as objective
 from ._online_em import OnlineEM as OnlineEM
 from ._params import GMM as GMM

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 
 from ._halving import check_halving, halving_schedule
-from ._validate import check_fit_options, is_int
+from ._validate import check_fit_options, check_missing_option, is_int
 
 _COUNTS = (
     "n_components",
@@ -39,6 +39,8 @@ class FitConfig:
     chunk_rule: Callable[[int], int] | None = None
     halving_every: int | None = None
     halving_survivors: int = 1
+    # "raise": NaN in X is an error; "em": NaN marks a value missing at random (`_missing.py`).
+    missing: str = "raise"
 
     def __post_init__(self):
         # NumPy integers (np.int64(2), as GridSearchCV passes them) are valid counts; they
@@ -62,6 +64,7 @@ class FitConfig:
             chunk_size=self.chunk_size,
         )
         check_halving(self.halving_every, self.halving_survivors, self.n_restarts)
+        check_missing_option(self.missing)
 
     @property
     def stages(self) -> tuple[tuple[int, int], ...] | None:

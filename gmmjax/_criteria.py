@@ -17,26 +17,32 @@ def n_parameters(gmm: GMM) -> int:
     return (k - 1) + k * d + cov[gmm.cov_type]
 
 
-def bic(gmm: GMM, X) -> jnp.ndarray:
-    """−2ℓ + p log N (lower is better)."""
+def bic(gmm: GMM, X, *, missing: str = "propagate") -> jnp.ndarray:
+    """−2ℓ + p log N (lower is better); missing="marginal" scores rows with NaN by their
+    observed values (see `gmmjax.component_log_prob`)."""
     X = jnp.asarray(X, gmm.means.dtype)
-    return -2 * log_likelihood(gmm, X) + n_parameters(gmm) * jnp.log(X.shape[0])
+    ll = log_likelihood(gmm, X, missing=missing)
+    return -2 * ll + n_parameters(gmm) * jnp.log(X.shape[0])
 
 
-def aic(gmm: GMM, X) -> jnp.ndarray:
-    """−2ℓ + 2p (lower is better)."""
+def aic(gmm: GMM, X, *, missing: str = "propagate") -> jnp.ndarray:
+    """−2ℓ + 2p (lower is better); see `bic` for `missing`."""
     X = jnp.asarray(X, gmm.means.dtype)
-    return -2 * log_likelihood(gmm, X) + 2 * n_parameters(gmm)
+    return -2 * log_likelihood(gmm, X, missing=missing) + 2 * n_parameters(gmm)
 
 
-def responsibility_entropy(gmm: GMM, X, sample_weight=None) -> jnp.ndarray:
+def responsibility_entropy(
+    gmm: GMM, X, sample_weight=None, *, missing: str = "propagate"
+) -> jnp.ndarray:
     """−Σ_i w_i Σ_k γ_ik log γ_ik (w_i = 1 without `sample_weight`)."""
-    resp, _ = e_step(gmm, jnp.asarray(X, gmm.means.dtype))
+    resp, _ = e_step(gmm, jnp.asarray(X, gmm.means.dtype), missing=missing)
     plogp = jnp.where(resp > 0, resp * jnp.log(jnp.where(resp > 0, resp, 1.0)), 0.0)
     per_row = -jnp.sum(plogp, axis=1)
     return jnp.sum(per_row if sample_weight is None else sample_weight * per_row)
 
 
-def icl(gmm: GMM, X) -> jnp.ndarray:
-    """BIC + 2·entropy(γ): BIC penalised for overlapping components (lower is better)."""
-    return bic(gmm, X) + 2 * responsibility_entropy(gmm, X)
+def icl(gmm: GMM, X, *, missing: str = "propagate") -> jnp.ndarray:
+    """BIC + 2·entropy(γ): BIC penalised for overlapping components (lower is better); see
+    `bic` for `missing`."""
+    entropy = responsibility_entropy(gmm, X, missing=missing)
+    return bic(gmm, X, missing=missing) + 2 * entropy

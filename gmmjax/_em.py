@@ -8,12 +8,15 @@ computed from the shifted sufficient statistics of `_stats.py`.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
 from ._likelihood import component_log_prob, kernel_component_log_prob, kernel_log_likelihood
+from ._missing import expected_moments, marginal_component_log_prob
 from ._params import GMM
 from ._prior import Prior, check_matches
 from ._stats import (
@@ -25,10 +28,13 @@ from ._stats import (
 )
 
 
-@jax.jit
-def e_step(gmm: GMM, X: Float[Array, "n d"]) -> tuple[Float[Array, "n k"], Float[Array, ""]]:
-    """Responsibilities γ (N, K) under `gmm` and the mean log-likelihood ℓ(θ)/N."""
-    comp = component_log_prob(gmm, X)
+@functools.partial(jax.jit, static_argnames="missing")
+def e_step(
+    gmm: GMM, X: Float[Array, "n d"], *, missing: str = "propagate"
+) -> tuple[Float[Array, "n k"], Float[Array, ""]]:
+    """Responsibilities γ (N, K) under `gmm` and the mean log-likelihood ℓ(θ)/N; with
+    missing="marginal" from the observed values of rows with NaN (`component_log_prob`)."""
+    comp = component_log_prob(gmm, X, missing=missing)
     lp = logsumexp(comp, axis=-1, keepdims=True)
     return jnp.exp(comp - lp), jnp.mean(lp)
 
@@ -181,7 +187,12 @@ def em_step(
 
 def streamed_e_statistics(gmm: GMM, data: Chunked) -> tuple[SufficientStatistics, Array]:
     """E-step fused with the statistics, chunk by chunk: (statistics about the current means,
-    total weighted log-likelihood Σ_i w_i log p(x_i)). No (N, K) array is ever kept."""
+    total weighted log-likelihood Σ_i w_i log p(x_i)). No (N, K) array is ever kept. With
+    values missing (`data.missing`) the densities are of the observed values and the
+    statistics expected ones (`_missing.py`)."""
+    if data.missing:
+        (s0, s1, s2), ll = sum_over_chunks(_chunk_missing_e_statistics, data, gmm)
+        return SufficientStatistics(s0, s1, s2, gmm.means), ll
 
     def responsibilities(X, w, _chunk_index):
         comp = kernel_component_log_prob(gmm, X)  # X is centred (see `_prepare`)
@@ -191,20 +202,35 @@ def streamed_e_statistics(gmm: GMM, data: Chunked) -> tuple[SufficientStatistics
     return streamed_statistics(responsibilities, data, cov_type=gmm.cov_type, shift=gmm.means)
 
 
-def block_e_statistics(gmm: GMM, X: Float[Array, "b d"], w: Float[Array, " b"]):
+def _chunk_missing_e_statistics(X, w, _chunk_index, gmm):
+    comp = marginal_component_log_prob(gmm, X)
+    lp = logsumexp(comp, axis=-1, keepdims=True)
+    moments = expected_moments(gmm, X, jnp.exp(comp - lp), sample_weight=w, shift=gmm.means)
+    return moments, jnp.sum(jnp.where(w > 0, w * lp[:, 0], 0.0))
+
+
+def block_e_statistics(
+    gmm: GMM, X: Float[Array, "b d"], w: Float[Array, " b"], *, missing: bool = False
+):
     """`streamed_e_statistics` of one block of rows (a minibatch, an incremental-EM block)."""
-    return streamed_e_statistics(gmm, Chunked(X[None], w[None]))
+    return streamed_e_statistics(gmm, Chunked(X[None], w[None], missing))
 
 
 def _chunk_log_likelihood(X, w, _chunk_index, gmm):
     return kernel_log_likelihood(gmm, X, w)  # X is centred (see `_prepare`)
 
 
+def _chunk_observed_log_likelihood(X, w, _chunk_index, gmm):
+    lp = logsumexp(marginal_component_log_prob(gmm, X), axis=-1)
+    return jnp.sum(jnp.where(w > 0, w * lp, 0.0))
+
+
 def streamed_log_likelihood(gmm: GMM, data: Chunked, *, checkpoint: bool = False) -> Array:
-    """Σ_i w_i log p(x_i), chunk by chunk.
+    """Σ_i w_i log p(x_i), chunk by chunk (of the observed values, where `data.missing`).
 
     With `checkpoint`, each chunk's forward pass is recomputed in the backward pass instead of
     stored, so a gradient needs memory for one chunk, not for all N rows.
     """
-    fn = jax.checkpoint(_chunk_log_likelihood) if checkpoint else _chunk_log_likelihood
+    fn = _chunk_observed_log_likelihood if data.missing else _chunk_log_likelihood
+    fn = jax.checkpoint(fn) if checkpoint else fn
     return sum_over_chunks(fn, data, gmm)

@@ -70,6 +70,11 @@ class GaussianMixture:
     `FitResult` of all restarts: histories, statuses, parameters) and `status_`.
     Results are NumPy arrays, in float64 when `jax_enable_x64` is on.
 
+    `missing="em"` fits data with values missing at random (NaN; see `gmmjax.fit`) and
+    lets `predict`, `predict_proba`, `score_samples`, `score`, `bic` and `aic` take rows with
+    NaN, scored by their observed values; with the default "raise" NaN is a ValueError, as
+    in scikit-learn.
+
     Beyond scikit-learn's parameters, `prior` (None, "mclust" or a `gmmjax.Prior`) makes the
     fit MAP-EM on the penalised objective (docs/math.md); `reg_covar` keeps its scikit-learn
     meaning and default and is added on top, so pass reg_covar=0 for the exact MAP fit. With
@@ -94,6 +99,7 @@ class GaussianMixture:
         verbose=0,
         verbose_interval=10,
         prior=None,
+        missing="raise",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -110,6 +116,7 @@ class GaussianMixture:
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.prior = prior
+        self.missing = missing
 
     # -- scikit-learn's parameter protocol -------------------------------------------------
 
@@ -226,6 +233,7 @@ class GaussianMixture:
             learning_rate=None,
             grad_tol=None,
             batch_size=None,
+            missing=self.missing,
         )
 
     def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
@@ -242,6 +250,7 @@ class GaussianMixture:
         _check_int("max_iter", self.max_iter, low=0)
         _check_int("n_init", self.n_init, low=1)
         _check_choice("init_params", self.init_params, tuple(_INIT_NAMES))
+        _check_choice("missing", self.missing, ("raise", "em"))
         if not isinstance(self.warm_start, bool | np.bool_):
             raise InvalidParameterError(
                 f"The 'warm_start' parameter of GaussianMixture must be an instance of 'bool'. "
@@ -316,6 +325,9 @@ class GaussianMixture:
 
     def _default_starts(self, X, key) -> GMM:
         """The (n_init, ...) starts `fit` would compute: restart r from split(key)[r]."""
+        if self.missing == "em":
+            # As the fit's own initialisation: rows with missing values mean-imputed.
+            X = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
         return initialize(
             X,
             self.n_components,
@@ -332,7 +344,7 @@ class GaussianMixture:
         starts = self._default_starts(X, key) if start is None else start
         if starts.batch_shape:
             w = None if sample_weight is None else jnp.asarray(sample_weight)
-            ll = jax.vmap(lambda g: log_likelihood(g, X, w))(starts)
+            ll = jax.vmap(lambda g: log_likelihood(g, X, w, missing=self._scoring))(starts)
             starts = starts[int(jnp.argmax(jnp.where(jnp.isfinite(ll), ll, -jnp.inf)))]
         if not bool(jnp.all(jnp.isfinite(starts.precisions_cholesky))):
             raise ValueError(_ILL_DEFINED)
@@ -395,7 +407,7 @@ class GaussianMixture:
     def predict_proba(self, X) -> np.ndarray:
         """(N, K) responsibilities."""
         X = self._check_X(X)
-        return np.asarray(e_step(self._gmm, X)[0])
+        return np.asarray(e_step(self._gmm, X, missing=self._scoring)[0])
 
     def predict(self, X) -> np.ndarray:
         """(N,) the most responsible component of each sample."""
@@ -404,7 +416,7 @@ class GaussianMixture:
     def score_samples(self, X) -> np.ndarray:
         """(N,) log p(x_i)."""
         X = self._check_X(X)
-        return np.asarray(log_prob(self._gmm, X))
+        return np.asarray(log_prob(self._gmm, X, missing=self._scoring))
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood per sample."""
@@ -413,12 +425,12 @@ class GaussianMixture:
     def bic(self, X) -> float:
         """Bayesian information criterion −2ℓ + p log N of X (lower is better)."""
         X = self._check_X(X)
-        return float(bic(self._gmm, X))
+        return float(bic(self._gmm, X, missing=self._scoring))
 
     def aic(self, X) -> float:
         """Akaike information criterion −2ℓ + 2p of X (lower is better)."""
         X = self._check_X(X)
-        return float(aic(self._gmm, X))
+        return float(aic(self._gmm, X, missing=self._scoring))
 
     def _n_parameters(self) -> int:
         """Free parameters of the fitted mixture (scikit-learn's private method, kept for code
@@ -460,6 +472,11 @@ class GaussianMixture:
                 "arguments before using this estimator."
             )
 
+    @property
+    def _scoring(self) -> str:
+        """How the scoring functions treat NaN: as missing values with missing="em"."""
+        return "marginal" if self.missing == "em" else "propagate"
+
     def _check_X(self, X, fitting: bool = False):
         if not fitting:
             self._check_fitted()
@@ -467,14 +484,14 @@ class GaussianMixture:
             raise TypeError("sparse input is not supported; pass a dense array (X.toarray()).")
         if fitting:
             # Kept on the host in its own precision: the fit centres it before any cast.
-            X, _ = check_data_host(X)
+            X, _ = check_data_host(X, missing=self.missing)
             if X.shape[0] < 2:
                 raise ValueError(
                     f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a "
                     "minimum of 2 is required by GaussianMixture."
                 )
             return X
-        X = check_data(X)
+        X = check_data(X, missing=self.missing)
         if not fitting and X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but GaussianMixture is expecting "

@@ -84,6 +84,7 @@ def fit(
     learning_rate: float | None = None,
     grad_tol: float | None = None,
     batch_size: int | None = None,
+    missing: str = "raise",
 ) -> FitResult:
     """Fit a Gaussian mixture from `n_restarts` starts with one method, all in one program.
 
@@ -148,6 +149,12 @@ def fit(
         grad_tol: gradient methods' gradient-norm condition (default 1e-4).
         batch_size: minibatch rows for stochastic gradient methods (in-memory data, one
             process; the history still records full-data values) and for "online_em".
+        missing: "raise" (default): NaN in X is a ValueError. "em": NaN marks a value missing
+            at random; every method then maximises the observed-data log-likelihood
+            Σ_i log Σ_k π_k N(x_io; μ_ko, Σ_koo) (EM with conditional expectations in its
+            E-step, `_missing.py`), the initialisation reads the rows with missing values
+            replaced by the column means, and rows with every value missing are refused. In
+            memory only (not a memmap or iterator); complete data fit exactly as with "raise".
 
     Returns:
         FitResult.
@@ -205,6 +212,7 @@ def _fit(X, n_components, *, key, method, timing=None, previous_value=None, **op
         chunk_rule=chunk_rule,
         halving_every=options.pop("halving_every"),
         halving_survivors=options.pop("halving_survivors"),
+        missing=options.pop("missing", "raise"),
     )
     with fit_input(X, config, key=key, prior=prior, **options) as prep:
         return run_prepared(
@@ -289,6 +297,7 @@ def fit_em(
     mesh: Mesh | None = None,
     halving_every: int | None = None,
     halving_survivors: int = 1,
+    missing: str = "raise",
 ) -> FitResult:
     """`fit(..., method="em")`: expectation-maximisation (MAP-EM with a `prior`).
 
@@ -313,6 +322,7 @@ def fit_em(
         mesh=mesh,
         halving_every=halving_every,
         halving_survivors=halving_survivors,
+        missing=missing,
     )
 
 
@@ -338,6 +348,7 @@ def fit_gradient(
     mesh: Mesh | None = None,
     halving_every: int | None = None,
     halving_survivors: int = 1,
+    missing: str = "raise",
 ) -> FitResult:
     """`fit(..., method=optimizer)`: maximise the objective with an optax optimiser.
 
@@ -370,4 +381,5 @@ def fit_gradient(
         learning_rate=learning_rate,
         grad_tol=grad_tol,
         batch_size=batch_size,
+        missing=missing,
     )

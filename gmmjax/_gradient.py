@@ -167,7 +167,7 @@ def _minibatch(problem: Problem, key, batch_size: int) -> Chunked:
     data = problem.data
     idx = jax.random.randint(key, (batch_size,), 0, problem.n_samples)
     X, w = data.flat_X[idx], data.flat_weight[idx]
-    return Chunked(X[None], w[None])
+    return Chunked(X[None], w[None], data.missing)
 
 
 def check_optimizer(optimizer) -> None:

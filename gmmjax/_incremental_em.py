@@ -44,7 +44,7 @@ class _Blocks(eqx.Module):
 
 
 def _block_statistics(gmm: GMM, data, b):
-    return block_e_statistics(gmm, *data.chunk(b))
+    return block_e_statistics(gmm, *data.chunk(b), missing=data.missing)
 
 
 def _sum(stats: SufficientStatistics) -> SufficientStatistics:

@@ -10,6 +10,7 @@ manager or config flag); see `matmul_precision`.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import equinox as eqx
@@ -19,6 +20,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
+from ._missing import marginal_component_log_prob
 from ._params import GMM, log_det_precision_cholesky
 
 
@@ -188,21 +190,54 @@ def _centred_on_means(gmm: GMM, X: Float[Array, "n d"]) -> tuple[GMM, Float[Arra
 # jit is inlined.
 
 
-@jax.jit
-def component_log_prob(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]:
-    """log π_k + log N(x_i | μ_k, Σ_k), shape (N, K). Zero weights give −inf."""
-    return kernel_component_log_prob(*_centred_on_means(gmm, X))
+SCORING_MISSING = ("propagate", "marginal")
 
 
-@jax.jit
-def log_prob(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, " n"]:
-    """log p(x_i | θ) = logsumexp_k [log π_k + log N(x_i | μ_k, Σ_k)], shape (N,)."""
-    return logsumexp(component_log_prob(gmm, X), axis=-1)
+def check_scoring_missing(missing) -> None:
+    if not isinstance(missing, str) or missing not in SCORING_MISSING:
+        raise ValueError(
+            f'missing must be "propagate" (a row with NaN scores NaN) or "marginal" (the '
+            f"density of the row's observed values), got {missing!r}."
+        )
 
 
-@jax.jit
+@functools.partial(jax.jit, static_argnames="missing")
+def component_log_prob(
+    gmm: GMM, X: Float[Array, "n d"], *, missing: str = "propagate"
+) -> Float[Array, "n k"]:
+    """log π_k + log N(x_i | μ_k, Σ_k), shape (N, K). Zero weights give −inf.
+
+    missing="marginal": NaN marks a missing value and each row is scored by the density of
+    its observed values, log π_k + log N(x_io | μ_ko, Σ_koo) (`_missing.py`); with the
+    default "propagate" a row with NaN scores NaN.
+    """
+    check_scoring_missing(missing)
+    gmm, X = _centred_on_means(gmm, X)
+    if missing == "marginal":
+        return marginal_component_log_prob(gmm, X)
+    return kernel_component_log_prob(gmm, X)
+
+
+@functools.partial(jax.jit, static_argnames="missing")
+def log_prob(gmm: GMM, X: Float[Array, "n d"], *, missing: str = "propagate") -> Float[Array, " n"]:
+    """log p(x_i | θ) = logsumexp_k [log π_k + log N(x_i | μ_k, Σ_k)], shape (N,); see
+    `component_log_prob` for `missing`."""
+    return logsumexp(component_log_prob(gmm, X, missing=missing), axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames="missing")
 def log_likelihood(
-    gmm: GMM, X: Float[Array, "n d"], sample_weight: Float[Array, " n"] | None = None
+    gmm: GMM,
+    X: Float[Array, "n d"],
+    sample_weight: Float[Array, " n"] | None = None,
+    *,
+    missing: str = "propagate",
 ) -> Float[Array, ""]:
-    """ℓ(θ) = Σ_i w_i log p(x_i | θ) (w_i = 1 without `sample_weight`), a scalar."""
-    return kernel_log_likelihood(*_centred_on_means(gmm, X), sample_weight)
+    """ℓ(θ) = Σ_i w_i log p(x_i | θ) (w_i = 1 without `sample_weight`), a scalar; see
+    `component_log_prob` for `missing`."""
+    if missing == "propagate":
+        return kernel_log_likelihood(*_centred_on_means(gmm, X), sample_weight)
+    lp = log_prob(gmm, X, missing=missing)
+    if sample_weight is None:
+        return jnp.sum(lp)
+    return jnp.sum(jnp.where(sample_weight > 0, sample_weight * lp, 0.0))

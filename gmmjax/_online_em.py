@@ -144,7 +144,7 @@ class OnlineEM:
             it, stats, t, total_ll, failure = carry
             X, w = data.batch(order, j)
             gmm = it.current
-            batch, ll = block_e_statistics(gmm, X, w)
+            batch, ll = block_e_statistics(gmm, X, w, missing=data.missing)
             batch_weight = jnp.sum(w)
             rate = hyper["step_scale"] * (t + 1 + hyper["step_offset"]) ** -hyper["step_exponent"]
             rate = jnp.where(t == 0, 1.0, rate).astype(dtype)

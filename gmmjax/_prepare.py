@@ -49,21 +49,40 @@ _CHUNK_ELEMENTS = 2**18
 _MIN_CHUNK_ROWS = 1024
 
 
-def default_chunk_size(n_samples: int, n_restarts: int, n_components: int) -> int:
+# With values missing, each row and component holds its own D x D factor (`_missing.py`):
+# rows x restarts x components x D² stays below this many elements (32 MiB in float64).
+_MISSING_CHUNK_ELEMENTS = 2**22
+
+
+def default_chunk_size(
+    n_samples: int, n_restarts: int, n_components: int, *, n_features: int = 1, missing=False
+) -> int:
     """Rows per chunk when `chunk_size` is None: 2^18 / (R·K) rounded down to a power of two,
-    at least 1024 and at most N."""
-    rows = max(_MIN_CHUNK_ROWS, _CHUNK_ELEMENTS // (n_restarts * n_components))
+    at least 1024 and at most N; with values missing 2^22 / (R·K·D²), at least 16."""
+    if missing:
+        per_row = n_restarts * n_components * n_features**2
+        rows = max(16, _MISSING_CHUNK_ELEMENTS // per_row)
+    else:
+        rows = max(_MIN_CHUNK_ROWS, _CHUNK_ELEMENTS // (n_restarts * n_components))
     return min(n_samples, 1 << (rows.bit_length() - 1))
 
 
-def chunk_rows_for(config: FitConfig, n_samples: int) -> int:
+def chunk_rows_for(
+    config: FitConfig, n_samples: int, *, n_features: int = 1, missing: bool = False
+) -> int:
     """Rows per chunk: the user's chunk_size, else the method's rule, else the default."""
     if config.chunk_size is not None:
         rows = config.chunk_size
     elif config.chunk_rule is not None:
         rows = config.chunk_rule(n_samples)
     else:
-        rows = default_chunk_size(n_samples, config.n_restarts, config.n_components)
+        rows = default_chunk_size(
+            n_samples,
+            config.n_restarts,
+            config.n_components,
+            n_features=n_features,
+            missing=missing,
+        )
     return min(n_samples, rows)
 
 
@@ -126,7 +145,7 @@ def prepare_fit(
     its rows into chunks, split the key per restart, centre / batch `init_params` and the
     prior; with a mesh, place all of it on the mesh's devices."""
     check_key(key)
-    X, dtype = check_data_host(X)
+    X, dtype = check_data_host(X, missing=config.missing)
     n_local, d = X.shape
     n = n_local if mesh is None else int(global_sum(n_local))
     config.check(n)
@@ -151,17 +170,36 @@ def prepare_fit(
         prior, X, config.n_components, config.cov_type, n_features=d, sample_weight=weight
     )
     X, offset = _centred(X, sample_weight, weight, dtype, global_mean=mesh is not None)
+    # missing="em" on complete data is the complete-data fit, program for program.
+    missing = config.missing == "em" and _has_nan(X, mesh)
     n_restarts = config.n_restarts
-    rows = chunk_rows_for(config, n)
+    rows = chunk_rows_for(config, n, n_features=d, missing=missing)
+    init_data = None
     if mesh is None:
-        data = chunk_rows(X, weight, rows)
+        data = chunk_rows(X, weight, rows, missing=missing)
+        if missing:
+            # The initialisation reads mean-imputed rows (zeros: X is centred on the observed
+            # means), so k-means++ and the first M-step see complete rows.
+            init_data = chunk_rows(_zero_filled(X), weight, rows)
     else:
-        data = shard_rows(X, weight, rows_per_chunk(rows, mesh), mesh)
+        data = shard_rows(X, weight, rows_per_chunk(rows, mesh), mesh, missing=missing)
+        if missing:
+            init_data = shard_rows(_zero_filled(X), weight, rows_per_chunk(rows, mesh), mesh)
     start = _centred_start(init_params, offset, n_restarts)
     keys = jax.random.split(key, n_restarts)
     if mesh is not None:
         keys, start = place_restarts((keys, start), mesh)
-    return PreparedFit(data, keys, start, offset, _centred_prior(prior, offset, mesh), n, mesh)
+    prior = _centred_prior(prior, offset, mesh)
+    return PreparedFit(data, keys, start, offset, prior, n, mesh, init_data)
+
+
+def _has_nan(X, mesh) -> bool:
+    local = bool(jnp.any(jnp.isnan(X))) if isinstance(X, jax.Array) else bool(np.isnan(X).any())
+    return local if mesh is None else bool(global_sum(int(local)))
+
+
+def _zero_filled(X):
+    return jnp.nan_to_num(X, nan=0.0) if isinstance(X, jax.Array) else np.nan_to_num(X, nan=0.0)
 
 
 def _centred(X, sample_weight, weight, dtype, *, global_mean: bool):
@@ -175,7 +213,9 @@ def _centred(X, sample_weight, weight, dtype, *, global_mean: bool):
     centred where they are, in their dtype.
     """
     if isinstance(X, jax.Array):
-        sums, total = jnp.sum(X * weight[:, None], axis=0), jnp.sum(weight)
+        # Column means of the observed values (NaN marks a missing one, see `_missing.py`).
+        seen = weight[:, None] * ~jnp.isnan(X)
+        sums, total = jnp.sum(jnp.where(seen > 0, X * seen, 0.0), axis=0), jnp.sum(seen, axis=0)
         if global_mean:
             offset = jnp.asarray(global_sum(sums) / global_sum(total), dtype)
         else:
@@ -183,7 +223,13 @@ def _centred(X, sample_weight, weight, dtype, *, global_mean: bool):
         return X - offset, offset
     check_range(X, dtype)
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, np.float64)
-    sums, total = w @ X, np.sum(w, dtype=np.float64)
+    holes = np.isnan(X)
+    if holes.any():
+        # Column means of the observed values (NaN marks a missing one, see `_missing.py`).
+        seen = w[:, None] * ~holes
+        sums, total = np.sum(np.where(holes, 0.0, X) * seen, axis=0), np.sum(seen, axis=0)
+    else:
+        sums, total = w @ X, np.sum(w, dtype=np.float64)
     if global_mean:
         sums, total = global_sum(sums), global_sum(total)
     offset = np.asarray(sums / total, dtype)
@@ -201,7 +247,9 @@ _OFFSET_TO_SPREAD = 1e5
 def _warn_if_offset_unrepresentable(offset, X, w, dtype) -> None:
     if np.finfo(dtype).eps < 1e-10:  # float64: resolution 2e-16 of the mean, never a concern
         return
-    spread = np.sqrt(np.maximum((w @ np.square(X - offset.astype(X.dtype))) / np.sum(w), 0.0))
+    seen = w[:, None] * ~np.isnan(X)
+    sq = np.where(seen > 0, np.square(X - offset.astype(X.dtype)), 0.0)
+    spread = np.sqrt(np.maximum(np.sum(seen * sq, axis=0) / np.sum(seen, axis=0), 0.0))
     ratio = np.abs(offset.astype(np.float64)) / np.where(spread > 0, spread, np.inf)
     if np.max(ratio) > _OFFSET_TO_SPREAD:
         j = int(np.argmax(ratio))
@@ -250,6 +298,11 @@ def fit_input(
         raise ValueError(
             "streamed data (a memmap or an iterator) cannot be combined with mesh=; give each "
             "process its rows as an array instead."
+        )
+    if config.missing != "raise":
+        raise ValueError(
+            'missing="em" needs the data in memory; pass an array (np.asarray(X)), not a '
+            "memmap or an iterator."
         )
     if isinstance(prior, str) and not hasattr(X, "shape"):
         raise ValueError(

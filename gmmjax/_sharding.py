@@ -92,7 +92,9 @@ def rows_per_chunk(rows: int, mesh: Mesh | None) -> int:
     return -(-rows // n) * n
 
 
-def shard_rows(X: jax.Array, weight: jax.Array, rows: int, mesh: Mesh) -> Chunked:
+def shard_rows(
+    X: jax.Array, weight: jax.Array, rows: int, mesh: Mesh, *, missing: bool = False
+) -> Chunked:
     """This process's rows (N_p, D) as its share of a global (C, rows, D) chunked array.
 
     Every process pads its rows with zero-weight rows to the same chunk count C, so hosts may
@@ -109,6 +111,7 @@ def shard_rows(X: jax.Array, weight: jax.Array, rows: int, mesh: Mesh) -> Chunke
     return Chunked(
         jax.make_array_from_process_local_data(x_sharding, np.asarray(X), (n_chunks, rows, d)),
         jax.make_array_from_process_local_data(w_sharding, np.asarray(weight), (n_chunks, rows)),
+        missing,
     )
 
 

@@ -180,10 +180,13 @@ class Chunked(eqx.Module):
     Attributes:
         X: (C, B, D) chunks of rows.
         weight: (C, B) sample weights; padding rows have weight 0.
+        missing: (static) X holds NaN for values missing at random (`_missing.py`); the
+            fitting code then takes marginal densities and expected statistics.
     """
 
     X: Float[Array, "c b d"]
     weight: Float[Array, "c b"]
+    missing: bool = eqx.field(static=True, default=False)
 
     @property
     def total_weight(self) -> Array:
@@ -238,7 +241,7 @@ class Chunked(eqx.Module):
         return self.weight.reshape(-1)
 
 
-def chunk_rows(X: Array, weight: Array, chunk_size: int) -> Chunked:
+def chunk_rows(X: Array, weight: Array, chunk_size: int, *, missing: bool = False) -> Chunked:
     """Pad (N, D) rows to a multiple of `chunk_size` with zero-weight rows and split them.
 
     Host (NumPy) input is padded on the host and transferred once: JAX operations outside a
@@ -249,7 +252,9 @@ def chunk_rows(X: Array, weight: Array, chunk_size: int) -> Chunked:
     xp = np if isinstance(X, np.ndarray) and isinstance(weight, np.ndarray) else jnp
     X = xp.pad(X, ((0, pad), (0, 0)))
     weight = xp.pad(weight, (0, pad))
-    chunked = Chunked(X.reshape(n_chunks, chunk_size, d), weight.reshape(n_chunks, chunk_size))
+    chunked = Chunked(
+        X.reshape(n_chunks, chunk_size, d), weight.reshape(n_chunks, chunk_size), missing
+    )
     return jax.device_put(chunked) if xp is np else chunked
 
 

@@ -83,6 +83,8 @@ class Streamed(eqx.Module):
     rows: int = eqx.field(static=True)
     n_features: int = eqx.field(static=True)
     dtype: np.dtype = eqx.field(static=True)
+    # Host streams are complete: missing="em" needs in-memory data (`_prepare.fit_input`).
+    missing = False
 
     def sum_chunks(self, fn, *args):
         """Σ_c fn(X_c, w_c, c, *args), reading chunk c from the host inside a `lax.scan`."""

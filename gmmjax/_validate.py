@@ -23,19 +23,33 @@ def float_dtype_for(X) -> np.dtype:
     return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
 
 
-def check_data(X) -> jax.Array:
+MISSING_OPTIONS = ("raise", "em")
+
+
+def check_missing_option(missing) -> None:
+    if not isinstance(missing, str) or missing not in MISSING_OPTIONS:
+        raise ValueError(
+            f'missing must be "raise" (NaN is an error) or "em" (NaN marks a value missing at '
+            f"random), got {missing!r}."
+        )
+
+
+def check_data(X, *, missing: str = "raise") -> jax.Array:
     """X as a 2-D floating JAX array, or a ValueError that names the fix."""
-    X, dtype = check_data_host(X)
+    X, dtype = check_data_host(X, missing=missing)
     return X.astype(dtype) if isinstance(X, jax.Array) else to_compute_dtype(X, dtype)
 
 
-def check_data_host(X) -> tuple[np.ndarray | jax.Array, np.dtype]:
+def check_data_host(X, *, missing: str = "raise") -> tuple[np.ndarray | jax.Array, np.dtype]:
     """(X checked but not yet cast, the dtype it is computed in).
 
     X stays where and in what precision it was given: a JAX array as it is, anything else as
     a NumPy array (float64 for integer data). Callers that centre X do so on the host in that
     precision before `cast_host`, so a float32 fit never sees the offset rounded away.
+    With missing="em", NaN is allowed (a missing value) but not ±inf, nor a row or a column
+    with every value missing.
     """
+    check_missing_option(missing)
     if not hasattr(X, "dtype"):
         try:
             X = np.asarray(X)
@@ -71,16 +85,50 @@ def check_data_host(X) -> tuple[np.ndarray | jax.Array, np.dtype]:
     compute = float_dtype_for(X)
     if isinstance(X, jax.Array):
         finite = bool(jnp.all(jnp.isfinite(X)))
+        if not finite:
+            # Rare: read the flags on the host to say what is wrong.
+            nan, inf = (np.asarray(jax.device_get(f(X))) for f in (jnp.isnan, jnp.isinf))
     else:
         X = np.asarray(X)
         if X.dtype.kind != "f":
             X = X.astype(np.float64)
         finite = bool(np.all(np.isfinite(X)))
+        if not finite:
+            nan, inf = np.isnan(X), np.isinf(X)
     if not finite:
-        raise ValueError(
-            "X contains NaN or inf; remove or impute those rows (e.g. X[np.isfinite(X).all(1)])."
-        )
+        _check_holes(nan, inf, missing)
     return X, compute
+
+
+def _check_holes(nan: np.ndarray, inf: np.ndarray, missing: str) -> None:
+    """ValueError for the non-finite values `missing` does not allow."""
+    if inf.any():
+        raise ValueError(
+            "X contains inf; remove those rows (e.g. X[~np.isinf(X).any(1)]) or mark the "
+            'values as missing with NaN and fit with missing="em".'
+        )
+    if missing == "raise":
+        raise ValueError(
+            'X contains NaN; fit with missing="em" to treat NaN as values missing at random '
+            "(EM on the observed values), or remove those rows (X[~np.isnan(X).any(1)])."
+        )
+    empty_rows = np.flatnonzero(nan.all(axis=1))
+    if empty_rows.size:
+        raise ValueError(
+            f"{empty_rows.size} row(s) of X have every value missing (first: row "
+            f"{int(empty_rows[0])}); they carry no information: drop them "
+            "(X[~np.isnan(X).all(1)])."
+        )
+    empty_columns = np.flatnonzero(nan.all(axis=0))
+    if empty_columns.size:
+        raise ValueError(f"column {int(empty_columns[0])} of X has every value missing; drop it.")
+
+
+def nan_ptp(X: np.ndarray) -> np.ndarray:
+    """Per-column max − min of the observed (non-NaN) values."""
+    if not np.isnan(X).any():
+        return np.ptp(X, axis=0)
+    return np.nanmax(X, axis=0) - np.nanmin(X, axis=0)
 
 
 _NARROWING_FIX = (
@@ -92,7 +140,7 @@ _NARROWING_FIX = (
 def check_range(X: np.ndarray, dtype) -> None:
     """ValueError when host X has values beyond `dtype`'s range (float32: |x| > 3.4e38)."""
     if np.dtype(dtype).itemsize < X.dtype.itemsize:
-        largest = float(np.max(np.abs(X)))
+        largest = float(np.nanmax(np.abs(X)))
         if largest > float(np.finfo(dtype).max):
             raise ValueError(
                 f"X has values beyond {np.dtype(dtype).name}'s range (max |x| = {largest:.3g}); "
@@ -117,8 +165,8 @@ def cast_host(X: np.ndarray, dtype, *, centred: bool = False) -> np.ndarray:
     out = np.asarray(X, dtype)
     if not centred or np.dtype(dtype).itemsize >= X.dtype.itemsize:
         return out
-    spread = np.ptp(X, axis=0)
-    lost = (spread > 0) & (np.ptp(out, axis=0) == 0)
+    spread = nan_ptp(X)
+    lost = (spread > 0) & (nan_ptp(out) == 0)
     bad = lost | ((spread > 0) & (spread < np.finfo(dtype).tiny * 2**10))
     if np.any(bad):
         column = int(np.argmax(bad))

@@ -27,13 +27,24 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _parse_cell(path: str, line: int, column: int, text: str, first: bool = False) -> float:
+# Cells read as a missing value with --missing em (R writes NA, pandas and NumPy nan).
+_MISSING_CELLS = ("", "na", "nan")
+
+
+def _parse_cell(
+    path: str, line: int, column: int, text: str, first: bool = False, missing: bool = False
+) -> float:
     hint = " (a header line must hold only column names)" if first else ""
     if ";" in text or "\t" in text.strip():
         hint += " (columns of a .csv are separated by commas, of a .txt by whitespace)"
+    if text.strip().lower() in _MISSING_CELLS:
+        if missing:
+            return math.nan
+        hint += " (for a missing value, fit with --missing em)"
     if not text.strip():
         raise ValueError(
-            f"{path}: line {line}, column {column}: empty cell (missing values are not supported)"
+            f"{path}: line {line}, column {column}: empty cell (missing values are not supported "
+            "unless you fit with --missing em)"
         )
     try:
         value = float(text)
@@ -45,7 +56,8 @@ def _parse_cell(path: str, line: int, column: int, text: str, first: bool = Fals
     if not math.isfinite(value):
         raise ValueError(
             f"{path}: line {line}, column {column}: {text.strip()!r} is not a finite number "
-            "(NaN and inf are not supported; remove or impute that row)"
+            "(NaN and inf are not supported; remove or impute that row, or for a missing "
+            "value leave the cell empty and fit with --missing em)"
         )
     return value
 
@@ -80,7 +92,7 @@ def _text_records(path: Path, csv_format: bool):
                     yield number, fields
 
 
-def _load_text(path: Path, csv_format: bool) -> np.ndarray:
+def _load_text(path: Path, csv_format: bool, missing: bool = False) -> np.ndarray:
     name = str(path)
     rows: list[list[float]] = []
     width = header_fields = None
@@ -107,10 +119,12 @@ def _load_text(path: Path, csv_format: bool) -> np.ndarray:
                 rows.append([float(x) for x in fields])
             except ValueError:
                 first = line == first_data_line and header_fields is None
-                rows.append([_parse_cell(name, line, j, x, first) for j, x in enumerate(fields, 1)])
+                rows.append(
+                    [_parse_cell(name, line, j, x, first, missing) for j, x in enumerate(fields, 1)]
+                )
             if not all(math.isfinite(v) for v in rows[-1]):
                 for j, x in enumerate(fields, 1):
-                    _parse_cell(name, line, j, x)
+                    _parse_cell(name, line, j, x, missing=missing)
     except UnicodeDecodeError as err:
         raise ValueError(
             f"{name}: not a UTF-8 text file ({err.reason} at byte {err.start})"
@@ -123,7 +137,7 @@ def _load_text(path: Path, csv_format: bool) -> np.ndarray:
     return np.array(rows, dtype=np.float64)
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def _load_npy(path: Path, missing: bool = False) -> np.ndarray:
     expected = "expected a numeric array of shape (N, D) with N >= 1 and D >= 1"
     try:
         with open(path, "rb") as f:
@@ -141,21 +155,25 @@ def _load_npy(path: Path) -> np.ndarray:
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"{path}: empty array of shape {X.shape}; {expected}")
     bad = np.argwhere(~np.isfinite(X)) if X.dtype.kind == "f" else ()
+    if missing and len(bad):
+        bad = np.argwhere(np.isinf(X))
     if len(bad):
         i, j = bad[0]
         raise ValueError(
             f"{path}: X[{i}, {j}] is {X[i, j]} (0-based; {len(bad)} non-finite value(s)); "
-            "NaN and inf are not supported, remove or impute those rows"
+            "NaN and inf are not supported, remove or impute those rows (or, for NaN marking "
+            "missing values, fit with --missing em)"
         )
     return X
 
 
-def _load_matrix(path: str) -> np.ndarray:
+def _load_matrix(path: str, missing: bool = False) -> np.ndarray:
     """The (N, D) data matrix in `path`: .npy, .csv (comma-separated) or .txt (whitespace).
 
     Text files: blank lines and lines starting with `#` are skipped; the first remaining line is
     a header only if every field is non-numeric (column names); every other line must have the
     same number of finite numbers. Any problem is a ValueError naming the file, line and column.
+    With `missing`, an empty cell, NA or nan (and NaN in a .npy) is read as NaN, a missing value.
     """
     p = Path(path)
     if p.is_dir():
@@ -164,9 +182,9 @@ def _load_matrix(path: str) -> np.ndarray:
         raise ValueError(f"data file not found: {path}")
     suffix = p.suffix.lower()
     if suffix == ".npy":
-        return _load_npy(p)
+        return _load_npy(p, missing)
     if suffix in (".csv", ".txt"):
-        return _load_text(p, csv_format=suffix == ".csv")
+        return _load_text(p, csv_format=suffix == ".csv", missing=missing)
     raise ValueError(f"unsupported data file {path!r}: use .npy, .csv or .txt")
 
 
@@ -198,7 +216,7 @@ def _cmd_fit(args) -> None:
 
     if args.out:
         check_save_path(args.out)  # before the fit, not after it
-    X = _load_matrix(args.data)
+    X = _load_matrix(args.data, missing=args.missing == "em")
     if X.shape[0] < args.k:
         raise ValueError(
             f"{args.data}: {X.shape[0]} data row(s), fewer than the {args.k} components asked "
@@ -215,6 +233,7 @@ def _cmd_fit(args) -> None:
         max_iter=args.max_iter,
         tol=args.tol,
         prior=None if args.prior == "none" else args.prior,
+        missing=args.missing,
     )
     best = res.best
     n = X.shape[0]
@@ -223,12 +242,16 @@ def _cmd_fit(args) -> None:
         f"method={args.method}, restarts={args.restarts}"
     )
     best_ll = float(res.log_likelihood[res.best_index])
+    scoring = "marginal" if args.missing == "em" else "propagate"
+    if args.missing == "em":
+        print(f"missing values: {int(np.isnan(X).sum())} of {X.size}, fitted by EM on the observed")
     penalised = (
         f", objective {float(res.objective[res.best_index]):.6f}" if args.prior != "none" else ""
     )
     print(
         f"best restart {int(res.best_index)}: mean log-likelihood {best_ll:.6f}{penalised}, "
-        f"BIC {float(gj.bic(best, X)):.2f}, AIC {float(gj.aic(best, X)):.2f}"
+        f"BIC {float(gj.bic(best, X, missing=scoring)):.2f}, "
+        f"AIC {float(gj.aic(best, X, missing=scoring)):.2f}"
     )
     print("restart  log-likelihood/N  iterations  status")
     for r in range(args.restarts):
@@ -304,6 +327,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="none",
         choices=("none", "mclust"),
         help="mclust: MAP fit with R mclust's default conjugate prior",
+    )
+    fit.add_argument(
+        "--missing",
+        default="raise",
+        choices=("raise", "em"),
+        help="em: empty cells, NA and nan are values missing at random, fitted by EM on the "
+        "observed values (default: raise, an error)",
     )
     fit.add_argument("--out", help="write the best model to this .npz")
     fit.set_defaults(func=_cmd_fit)
