@@ -103,7 +103,11 @@ class Prior(eqx.Module):
         if X.ndim != 2 or X.shape[0] < 2:
             raise ValueError(f"X must be (N, D) with N >= 2, got shape {X.shape}.")
         if np.isnan(X).any():
-            raise ValueError("X contains NaN; Prior.mclust needs complete data.")
+            raise ValueError(
+                "X contains NaN; Prior.mclust needs complete data: build the prior from the "
+                "complete rows, gmmjax.Prior.mclust(X[~np.isnan(X).any(1)], K, cov_type), and "
+                "pass it as prior=."
+            )
         n, d = X.shape
         w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
         total = w.sum()

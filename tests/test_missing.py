@@ -349,3 +349,17 @@ def test_cli_fits_a_csv_with_empty_cells(tmp_path, capsys):
     assert f"missing values: {int(np.isnan(X).sum())} of {X.size}" in printed
     direct = gj.fit(X, 1, key=jax.random.key(0), max_iter=500, tol=1e-6, missing="em")
     assert_close(gj.load(out).means, direct.best.means, rtol=1e-10)
+
+
+def test_map_em_with_holes_climbs_the_penalised_objective(mixture_with_holes):
+    _, X = mixture_with_holes
+    with pytest.raises(ValueError, match="complete rows"):
+        gj.fit_em(X, 3, key=jax.random.key(8), missing="em", prior="mclust")
+    prior = gj.Prior.mclust(X[~np.isnan(X).any(1)], 3, "full")
+    res = gj.fit_em(X, 3, key=jax.random.key(8), missing="em", prior=prior, tol=1e-12)
+    h = np.asarray(res.history[0])
+    h = h[np.isfinite(h)]
+    assert len(h) > 3 and np.all(np.diff(h) >= -1e-12 * np.abs(h[1:]))
+    best = res.best
+    penalised = gj.log_likelihood(best, X, missing="marginal") + gj._prior.log_prior(best, prior)
+    assert_close(res.objective[0], float(penalised) / len(X), rtol=1e-10)
