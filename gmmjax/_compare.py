@@ -21,6 +21,12 @@ from ._validate import check_data
 # (per sample, the scale every history uses).
 REACH_TOL = 1e-4
 
+_NO_MISSING = (
+    "X contains NaN; compare does not support missing values yet: drop the incomplete rows "
+    "(X[~np.isnan(X).any(1)]), or fit each method with gmmjax.fit(X, K, key=key, "
+    'missing="em", method=...).'
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
@@ -110,8 +116,10 @@ def compare(
             so a restart that collapses a component ends DEGENERATE (EM) or climbs without
             bound (gradient methods); pass `prior="mclust"` for a bounded one.
         prior, sample_weight, chunk_size, mesh: as in `fit`, forwarded to every method.
+
+    X must be complete: missing values (NaN) are a ValueError.
     """
-    X = check_data(X)
+    X = check_data(X, nan_message=_NO_MISSING)
     for method in methods:  # refuse a bad name before anything is compiled
         resolve_method(method)
     unknown = set(learning_rates or {}) - set(methods)

@@ -16,7 +16,8 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
 from ._likelihood import component_log_prob, kernel_component_log_prob, kernel_log_likelihood
-from ._missing import expected_moments, marginal_component_log_prob
+from ._missing import e_statistics as missing_e_statistics
+from ._missing import marginal_component_log_prob
 from ._params import GMM
 from ._prior import Prior, check_matches
 from ._stats import (
@@ -203,10 +204,8 @@ def streamed_e_statistics(gmm: GMM, data: Chunked) -> tuple[SufficientStatistics
 
 
 def _chunk_missing_e_statistics(X, w, _chunk_index, gmm):
-    comp = marginal_component_log_prob(gmm, X)
-    lp = logsumexp(comp, axis=-1, keepdims=True)
-    moments = expected_moments(gmm, X, jnp.exp(comp - lp), sample_weight=w, shift=gmm.means)
-    return moments, jnp.sum(jnp.where(w > 0, w * lp[:, 0], 0.0))
+    moments, lp = missing_e_statistics(gmm, X, sample_weight=w, shift=gmm.means)
+    return moments, jnp.sum(jnp.where(w > 0, w * lp, 0.0))
 
 
 def block_e_statistics(

@@ -53,6 +53,11 @@ _NOT_CONVERGED = (
     "Best performing initialization did not converge. Try different init parameters, or "
     "increase max_iter, tol, or check for degenerate data."
 )
+_NAN_WHEN_SCORING = (
+    'X contains NaN; construct the estimator with missing="em" to score rows with missing '
+    'values by their observed values, or call gmmjax.log_prob(gmm, X, missing="marginal") with '
+    "gmm = gmmjax.GMM(est.weights_, est.means_, est.covariances_, est.covariance_type)."
+)
 
 
 class GaussianMixture:
@@ -73,7 +78,9 @@ class GaussianMixture:
     `missing="em"` fits data with values missing at random (NaN; see `gmmjax.fit`) and
     lets `predict`, `predict_proba`, `score_samples`, `score`, `bic` and `aic` take rows with
     NaN, scored by their observed values; with the default "raise" NaN is a ValueError, as
-    in scikit-learn.
+    in scikit-learn. A row with every value missing has nothing to fit or score and is a
+    ValueError in every method (`gmmjax.log_prob` with missing="marginal" gives it log-density
+    0, `gmmjax.impute` the mixture's mean).
 
     Beyond scikit-learn's parameters, `prior` (None, "mclust" or a `gmmjax.Prior`) makes the
     fit MAP-EM on the penalised objective (docs/math.md); `reg_covar` keeps its scikit-learn
@@ -491,7 +498,7 @@ class GaussianMixture:
                     "minimum of 2 is required by GaussianMixture."
                 )
             return X
-        X = check_data(X, missing=self.missing)
+        X = check_data(X, missing=self.missing, nan_message=_NAN_WHEN_SCORING, scoring=True)
         if not fitting and X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but GaussianMixture is expecting "

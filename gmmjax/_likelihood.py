@@ -192,12 +192,20 @@ def _centred_on_means(gmm: GMM, X: Float[Array, "n d"]) -> tuple[GMM, Float[Arra
 
 SCORING_MISSING = ("propagate", "marginal")
 
+# The fitting options' scoring counterparts, named when one is passed to a scoring function.
+_FIT_OPTION_HINTS = {
+    "em": ' "em" is the fitting option; its scoring counterpart is missing="marginal".',
+    "raise": ' "raise" is the fitting option; its scoring counterpart is the default, '
+    'missing="propagate", which gives a row with NaN the score NaN rather than an error.',
+}
+
 
 def check_scoring_missing(missing) -> None:
     if not isinstance(missing, str) or missing not in SCORING_MISSING:
+        hint = _FIT_OPTION_HINTS.get(missing, "") if isinstance(missing, str) else ""
         raise ValueError(
             f'missing must be "propagate" (a row with NaN scores NaN) or "marginal" (the '
-            f"density of the row's observed values), got {missing!r}."
+            f"density of the row's observed values), got {missing!r}.{hint}"
         )
 
 
@@ -221,7 +229,9 @@ def component_log_prob(
 @functools.partial(jax.jit, static_argnames="missing")
 def log_prob(gmm: GMM, X: Float[Array, "n d"], *, missing: str = "propagate") -> Float[Array, " n"]:
     """log p(x_i | θ) = logsumexp_k [log π_k + log N(x_i | μ_k, Σ_k)], shape (N,); see
-    `component_log_prob` for `missing`."""
+    `component_log_prob` for `missing`. With missing="marginal" a row with every value missing
+    has no observed value to score: its log-density is 0 and its responsibilities (`e_step`)
+    are the weights."""
     return logsumexp(component_log_prob(gmm, X, missing=missing), axis=-1)
 
 

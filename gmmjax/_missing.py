@@ -23,14 +23,15 @@ chunks when values are missing (`_prepare.default_chunk_size`).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.scipy.linalg as jsl
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
+from . import _small_linalg as small_linalg
 from ._params import GMM
 
 
@@ -56,7 +57,7 @@ def _observed_block_cholesky(cov, obs):
     (k, d, d) and obs (n, d)."""
     both = (obs[:, :, None] & obs[:, None, :])[:, None]
     eye = jnp.eye(cov.shape[-1], dtype=cov.dtype)
-    return jnp.linalg.cholesky(jnp.where(both, cov[None], 0.0) + jnp.where(both, 0.0, eye))
+    return small_linalg.cholesky(jnp.where(both, cov[None], 0.0) + jnp.where(both, 0.0, eye))
 
 
 def _diagonal_variances(gmm: GMM) -> Float[Array, "k d"]:
@@ -66,23 +67,64 @@ def _diagonal_variances(gmm: GMM) -> Float[Array, "k d"]:
     return var
 
 
-def marginal_log_gaussian(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]:
-    """log N(x_io; μ_ko, Σ_koo), shape (N, K): the density of each row's observed values."""
+class _Rows(NamedTuple):
+    """What every formula reads: x̃ (N, D), the observed mask (N, D), and A's Cholesky factor
+    L (N, K, D, D) for full and tied covariances (None for diag and spherical).
+
+    Each program factors A once (`_small_linalg`, not LAPACK: see there why) and shares L
+    between the density and the moments.
+    """
+
+    x: Array
+    obs: Array
+    L: Array | None
+
+
+def _rows(gmm: GMM, X: Float[Array, "n d"]) -> _Rows:
     x, obs = _filled(X)
+    if gmm.cov_type in ("diag", "spherical"):
+        return _Rows(x, obs, None)
+    return _Rows(x, obs, _observed_block_cholesky(_full_covariances(gmm), obs))
+
+
+def _log_gaussian(gmm: GMM, rows: _Rows) -> Float[Array, "n k"]:
+    x, obs, L = rows
     log_2pi = math.log(2 * math.pi)
     n_obs = jnp.sum(obs, axis=-1, dtype=x.dtype)[:, None]
-    if gmm.cov_type in ("diag", "spherical"):
+    if L is None:
         prec = gmm.precisions_cholesky
         if gmm.cov_type == "spherical":
             prec = jnp.broadcast_to(prec[:, None], gmm.means.shape)
         y = (x[:, None, :] - gmm.means[None]) * prec[None]
         terms = jnp.log(prec)[None] - 0.5 * jnp.square(y)
         return jnp.sum(jnp.where(obs[:, None, :], terms, 0.0), axis=-1) - 0.5 * log_2pi * n_obs
-    L = _observed_block_cholesky(_full_covariances(gmm), obs)
     z = jnp.where(obs[:, None, :], x[:, None, :] - gmm.means[None], 0.0)
-    v = jsl.solve_triangular(L, z[..., None], lower=True)[..., 0]
+    v = small_linalg.solve_lower(L, z[..., None])[..., 0]
     log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
     return -0.5 * (jnp.sum(jnp.square(v), axis=-1) + log_det + log_2pi * n_obs)
+
+
+def _moments(gmm: GMM, rows: _Rows) -> tuple[Array, Array]:
+    x, obs, L = rows
+    miss = ~obs[:, None, :]
+    if L is None:
+        mean = jnp.where(miss, gmm.means[None], x[:, None, :])
+        return mean, jnp.where(miss, _diagonal_variances(gmm)[None], 0.0)
+    cov = _full_covariances(gmm)
+    z = jnp.where(obs[:, None, :], x[:, None, :] - gmm.means[None], 0.0)
+    # A⁻¹ z is zero on the missing slots (A is the identity there and z is zero), so
+    # Σ A⁻¹ z = Σ P A⁻¹ P (x̃ − μ).
+    w = small_linalg.cho_solve(L, z[..., None])[..., 0]
+    mean = gmm.means[None] + jnp.einsum("kde,nke->nkd", cov, w)
+    mean = jnp.where(miss, mean, x[:, None, :])
+    G = small_linalg.solve_lower(L, jnp.where(obs[:, None, :, None], cov[None], 0.0))
+    C = cov[None] - jnp.einsum("nkji,nkjl->nkil", G, G)
+    return mean, jnp.where(miss[..., :, None] & miss[..., None, :], C, 0.0)
+
+
+def marginal_log_gaussian(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]:
+    """log N(x_io; μ_ko, Σ_koo), shape (N, K): the density of each row's observed values."""
+    return _log_gaussian(gmm, _rows(gmm, X))
 
 
 def marginal_component_log_prob(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]:
@@ -98,22 +140,7 @@ def conditional_moments(gmm: GMM, X: Float[Array, "n d"]) -> tuple[Array, Array]
         covariances, its diagonal (N, K, D) for diag and spherical; exactly 0 outside the
         (m, m) block.
     """
-    x, obs = _filled(X)
-    miss = ~obs[:, None, :]
-    if gmm.cov_type in ("diag", "spherical"):
-        mean = jnp.where(miss, gmm.means[None], x[:, None, :])
-        return mean, jnp.where(miss, _diagonal_variances(gmm)[None], 0.0)
-    cov = _full_covariances(gmm)
-    L = _observed_block_cholesky(cov, obs)
-    z = jnp.where(obs[:, None, :], x[:, None, :] - gmm.means[None], 0.0)
-    # A⁻¹ z is zero on the missing slots (A is the identity there and z is zero), so
-    # Σ A⁻¹ z = Σ P A⁻¹ P (x̃ − μ).
-    w = jsl.cho_solve((L, True), z[..., None])[..., 0]
-    mean = gmm.means[None] + jnp.einsum("kde,nke->nkd", cov, w)
-    mean = jnp.where(miss, mean, x[:, None, :])
-    G = jsl.solve_triangular(L, jnp.where(obs[:, None, :, None], cov[None], 0.0), lower=True)
-    C = cov[None] - jnp.einsum("nkji,nkjl->nkil", G, G)
-    return mean, jnp.where(miss[..., :, None] & miss[..., None, :], C, 0.0)
+    return _moments(gmm, _rows(gmm, X))
 
 
 def expected_moments(
@@ -126,28 +153,48 @@ def expected_moments(
 ) -> tuple[Array, Array, Array]:
     """Expected sufficient statistics (s0, s1, s2) about `shift` (module docstring), s2 in the
     shape of `gmm.cov_type` (as in `_stats.SufficientStatistics`)."""
+    return _sums(gmm.cov_type, conditional_moments(gmm, X), resp, sample_weight, shift)
+
+
+def e_statistics(
+    gmm: GMM,
+    X: Float[Array, "n d"],
+    *,
+    sample_weight: Float[Array, " n"] | None,
+    shift: Float[Array, "k d"],
+) -> tuple[tuple[Array, Array, Array], Array]:
+    """One E-step from one factorisation: ((s0, s1, s2) as `expected_moments` with the
+    responsibilities p(k | x_o), log p(x_io) per row (N,))."""
+    rows = _rows(gmm, X)
+    comp = jnp.log(gmm.weights) + _log_gaussian(gmm, rows)
+    lp = jax.nn.logsumexp(comp, axis=-1, keepdims=True)
+    moments = _sums(gmm.cov_type, _moments(gmm, rows), jnp.exp(comp - lp), sample_weight, shift)
+    return moments, lp[:, 0]
+
+
+def _sums(cov_type, moments, resp, sample_weight, shift):
     if sample_weight is not None:
         resp = resp * sample_weight[:, None]
-    mean, C = conditional_moments(gmm, X)
+    mean, C = moments
     e = mean - shift[None]
     s0 = jnp.sum(resp, axis=0)
     s1 = jnp.einsum("nk,nkd->kd", resp, e)
-    if gmm.cov_type in ("diag", "spherical"):
+    if cov_type in ("diag", "spherical"):
         s2 = jnp.einsum("nk,nkd->kd", resp, jnp.square(e) + C)
     else:
         s2 = jnp.einsum("nk,nkd,nke->kde", resp, e, e) + jnp.einsum("nk,nkde->kde", resp, C)
-        if gmm.cov_type == "tied":
+        if cov_type == "tied":
             s2 = jnp.sum(s2, axis=0)
     return s0, s1, s2
 
 
 def posterior_mean(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n d"]:
     """E[x | x_o] under the mixture: Σ_k p(k | x_o) x̂_k, x_o itself where observed."""
-    comp = marginal_component_log_prob(gmm, X)
+    rows = _rows(gmm, X)
+    comp = jnp.log(gmm.weights) + _log_gaussian(gmm, rows)
     resp = jnp.exp(comp - jax.nn.logsumexp(comp, axis=-1, keepdims=True))
-    mean, _ = conditional_moments(gmm, X)
-    x, obs = _filled(X)
-    return jnp.where(obs, x, jnp.einsum("nk,nkd->nd", resp, mean))
+    mean, _ = _moments(gmm, rows)
+    return jnp.where(rows.obs, rows.x, jnp.einsum("nk,nkd->nd", resp, mean))
 
 
 def conditional_draw(gmm: GMM, X: Float[Array, "n d"], key) -> Float[Array, "n d"]:
@@ -160,19 +207,19 @@ def conditional_draw(gmm: GMM, X: Float[Array, "n d"], key) -> Float[Array, "n d
     component from one ε and the drawn one kept (no per-row gather of covariances).
     """
     k_key, y_key = jax.random.split(key)
-    comp = marginal_component_log_prob(gmm, X)
+    rows = _rows(gmm, X)
+    x, obs, L = rows
+    comp = jnp.log(gmm.weights) + _log_gaussian(gmm, rows)
     label = jax.random.categorical(k_key, comp, axis=-1)  # (N,)
     pick = jax.nn.one_hot(label, gmm.n_components, dtype=X.dtype)  # (N, K)
-    x, obs = _filled(X)
     eps = jax.random.normal(y_key, x.shape, x.dtype)
     if gmm.cov_type in ("diag", "spherical"):
         draws = gmm.means[None] + jnp.sqrt(_diagonal_variances(gmm))[None] * eps[:, None, :]
     else:
         cov = _full_covariances(gmm)
-        y = gmm.means[None] + jnp.einsum("kde,ne->nkd", jnp.linalg.cholesky(cov), eps)
-        L = _observed_block_cholesky(cov, obs)
+        y = gmm.means[None] + jnp.einsum("kde,ne->nkd", small_linalg.cholesky(cov), eps)
         r = jnp.where(obs[:, None, :], x[:, None, :] - y, 0.0)
-        w = jsl.cho_solve((L, True), r[..., None])[..., 0]
+        w = small_linalg.cho_solve(L, r[..., None])[..., 0]
         draws = y + jnp.einsum("kde,nke->nkd", cov, w)
     return jnp.where(obs, x, jnp.einsum("nk,nkd->nd", pick, draws))
 

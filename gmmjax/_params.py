@@ -14,9 +14,10 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.scipy.linalg as jsl
 import numpy as np
 from jaxtyping import Array, Float
+
+from . import _small_linalg as small_linalg
 
 COV_TYPES = ("full", "diag", "spherical", "tied")
 
@@ -39,10 +40,11 @@ def precision_cholesky(covariances: Array, cov_type: str) -> Array:
     A covariance that is not positive definite gives NaN (checked by callers).
     """
     if cov_type in ("full", "tied"):
-        chol = jnp.linalg.cholesky(covariances)
+        # `_small_linalg`, not LAPACK: jaxlib's batched CPU Cholesky can deadlock.
+        chol = small_linalg.cholesky(covariances)
         eye = jnp.broadcast_to(jnp.eye(chol.shape[-1], dtype=chol.dtype), chol.shape)
         # Solve L Y = I for Y = L⁻¹; U = Yᵀ. Triangular, O(D³) once per component.
-        inv_chol = jsl.solve_triangular(chol, eye, lower=True)
+        inv_chol = small_linalg.solve_lower(chol, eye)
         return jnp.swapaxes(inv_chol, -1, -2)
     return jax.lax.rsqrt(covariances)
 

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from . import _small_linalg as small_linalg
 from ._params import GMM
 from ._validate import check_key, is_int
 
@@ -46,7 +47,7 @@ def _draw(gmm: GMM, key: PRNGKeyArray, *, rows: int):
     noise = jax.random.normal(key_x, (rows, gmm.n_features), gmm.means.dtype)
     cov = gmm.covariances
     if gmm.cov_type in ("full", "tied"):
-        chol = jnp.linalg.cholesky(cov)
+        chol = small_linalg.cholesky(cov)
         if gmm.cov_type == "full":
             offset = jnp.einsum("nde,ne->nd", chol[z], noise)
         else:

@@ -28,9 +28,15 @@ from ._prepare import prepare_fit
 from ._prior import default_reg_covar, resolve_prior
 from ._program import n_compiled
 from ._solver import Status
-from ._validate import is_int
+from ._validate import check_data_host, is_int
 
 CRITERIA = ("bic", "aic", "icl")
+
+_NO_MISSING = (
+    "X contains NaN; select does not support missing values yet: drop the incomplete rows "
+    '(X[~np.isnan(X).any(1)]), or fit each K with gmmjax.fit(X, K, key=key, missing="em") '
+    'and compare gmmjax.bic(res.best, X, missing="marginal").'
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,8 +95,8 @@ def select(
 
     Raises:
         ValueError: for an empty grid or one that is not a collection of integers >= 1, an
-            unknown criterion or cov_type, any input `fit_em` refuses (checked for the largest
-            K), or when every cell of the grid failed.
+            unknown criterion or cov_type, X with missing values (NaN), any input `fit_em`
+            refuses (checked for the largest K), or when every cell of the grid failed.
     """
     ks = _grid_of_counts(n_components)
     if criterion not in CRITERIA:
@@ -108,6 +114,8 @@ def select(
                     f'cov_types=("{prior.cov_type}",) or prior="mclust", which builds one per '
                     "cov_type and K."
                 )
+    # Checked once here for select's own message on NaN; each cov_type's fit checks X again.
+    X, _ = check_data_host(X, nan_message=_NO_MISSING)
     reg_covar = default_reg_covar(reg_covar, prior)
     before = n_compiled()
     rows, models = [], {}

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from . import _small_linalg as small_linalg
 from ._likelihood import matmul_precision
 from ._params import GMM
 
@@ -42,7 +43,7 @@ def to_unconstrained(gmm: GMM) -> Unconstrained:
     log_w = jnp.log(gmm.weights)
     logits = log_w - jnp.mean(log_w, axis=-1, keepdims=True)
     if gmm.cov_type in ("full", "tied"):
-        chol = jnp.linalg.cholesky(gmm.covariances)
+        chol = small_linalg.cholesky(gmm.covariances)
         diag = jnp.diagonal(chol, axis1=-2, axis2=-1)
         scale = _set_diagonal(chol, jnp.log(diag))
     else:

@@ -34,20 +34,27 @@ def check_missing_option(missing) -> None:
         )
 
 
-def check_data(X, *, missing: str = "raise") -> jax.Array:
-    """X as a 2-D floating JAX array, or a ValueError that names the fix."""
-    X, dtype = check_data_host(X, missing=missing)
+def check_data(
+    X, *, missing: str = "raise", nan_message: str | None = None, scoring: bool = False
+) -> jax.Array:
+    """X as a 2-D floating JAX array, or a ValueError that names the fix (see
+    `check_data_host` for the options)."""
+    X, dtype = check_data_host(X, missing=missing, nan_message=nan_message, scoring=scoring)
     return X.astype(dtype) if isinstance(X, jax.Array) else to_compute_dtype(X, dtype)
 
 
-def check_data_host(X, *, missing: str = "raise") -> tuple[np.ndarray | jax.Array, np.dtype]:
+def check_data_host(
+    X, *, missing: str = "raise", nan_message: str | None = None, scoring: bool = False
+) -> tuple[np.ndarray | jax.Array, np.dtype]:
     """(X checked but not yet cast, the dtype it is computed in).
 
     X stays where and in what precision it was given: a JAX array as it is, anything else as
     a NumPy array (float64 for integer data). Callers that centre X do so on the host in that
     precision before `cast_host`, so a float32 fit never sees the offset rounded away.
-    With missing="em", NaN is allowed (a missing value) but not ±inf, nor a row or a column
-    with every value missing.
+    With missing="em", NaN is allowed (a missing value) but not ±inf, nor a row or (unless
+    `scoring`: rows scored by a fitted mixture, which supplies the column) a column with every
+    value missing. `nan_message` replaces the message for NaN under missing="raise", which
+    names the fit's missing="em", for callers that offer no such option.
     """
     check_missing_option(missing)
     if not hasattr(X, "dtype"):
@@ -96,20 +103,33 @@ def check_data_host(X, *, missing: str = "raise") -> tuple[np.ndarray | jax.Arra
         if not finite:
             nan, inf = np.isnan(X), np.isinf(X)
     if not finite:
-        _check_holes(nan, inf, missing)
+        _check_holes(nan, inf, missing, nan_message=nan_message, scoring=scoring)
     return X, compute
 
 
-def _check_holes(nan: np.ndarray, inf: np.ndarray, missing: str) -> None:
-    """ValueError for the non-finite values `missing` does not allow."""
+def _check_holes(
+    nan: np.ndarray,
+    inf: np.ndarray,
+    missing: str,
+    *,
+    nan_message: str | None = None,
+    scoring: bool = False,
+) -> None:
+    """ValueError for the non-finite values `missing` does not allow (see `check_data_host`)."""
     if inf.any():
+        # NaN in place of inf is a fix only for callers that take missing="em".
+        as_missing = (
+            ""
+            if nan_message
+            else ' or mark the values as missing with NaN and fit with missing="em"'
+        )
         raise ValueError(
-            "X contains inf; remove those rows (e.g. X[~np.isinf(X).any(1)]) or mark the "
-            'values as missing with NaN and fit with missing="em".'
+            f"X contains inf; remove those rows (e.g. X[~np.isinf(X).any(1)]){as_missing}."
         )
     if missing == "raise":
         raise ValueError(
-            'X contains NaN; fit with missing="em" to treat NaN as values missing at random '
+            nan_message
+            or 'X contains NaN; fit with missing="em" to treat NaN as values missing at random '
             "(EM on the observed values), or remove those rows (X[~np.isnan(X).any(1)])."
         )
     empty_rows = np.flatnonzero(nan.all(axis=1))
@@ -120,7 +140,7 @@ def _check_holes(nan: np.ndarray, inf: np.ndarray, missing: str) -> None:
             "(X[~np.isnan(X).all(1)])."
         )
     empty_columns = np.flatnonzero(nan.all(axis=0))
-    if empty_columns.size:
+    if empty_columns.size and not scoring:
         raise ValueError(f"column {int(empty_columns[0])} of X has every value missing; drop it.")
 
 

@@ -331,6 +331,84 @@ def test_missing_em_refuses_streamed_data(tmp_path):
         )
 
 
+def test_select_and_compare_refuse_missing_values_with_their_own_message():
+    X = np.random.default_rng(17).normal(size=(40, 2))
+    X[5, 1] = np.nan
+    key = jax.random.key(0)
+    with pytest.raises(ValueError) as err:
+        gj.select(X, [1, 2], ("full",), n_restarts=1, key=key)
+    message = str(err.value)
+    assert "select does not support missing values" in message
+    assert 'gmmjax.fit(X, K, key=key, missing="em")' in message
+    assert 'gmmjax.bic(res.best, X, missing="marginal")' in message
+    with pytest.raises(ValueError) as err:
+        gj.compare(X, 1, key=key, methods=("em",), n_restarts=1)
+    message = str(err.value)
+    assert "compare does not support missing values" in message
+    assert 'missing="em", method=...' in message
+    # inf: drop the rows; neither function can take NaN in its place.
+    X[5, 1] = np.inf
+    with pytest.raises(ValueError, match="contains inf") as err:
+        gj.select(X, [1, 2], ("full",), n_restarts=1, key=key)
+    assert "missing=" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "method", ["predict", "predict_proba", "score", "score_samples", "bic", "aic"]
+)
+def test_estimator_fitted_on_complete_data_names_the_fix_for_scoring_nan(method):
+    X = np.random.default_rng(18).normal(size=(60, 2))
+    est = gj.GaussianMixture(2, random_state=0).fit(X)
+    holes = X.copy()
+    holes[3, 0] = np.nan
+    with pytest.raises(ValueError) as err:
+        getattr(est, method)(holes)
+    message = str(err.value)
+    assert 'construct the estimator with missing="em"' in message
+    assert 'gmmjax.log_prob(gmm, X, missing="marginal")' in message
+    # The call the message spells out works.
+    gmm = gj.GMM(est.weights_, est.means_, est.covariances_, est.covariance_type)
+    assert np.all(np.isfinite(gj.log_prob(gmm, holes, missing="marginal")))
+
+
+@pytest.mark.parametrize(
+    ("fit_option", "counterpart"),
+    [
+        ("em", 'its scoring counterpart is missing="marginal"'),
+        ("raise", 'its scoring counterpart is the default, missing="propagate"'),
+    ],
+)
+def test_scoring_names_the_counterpart_of_a_fit_option(fit_option, counterpart):
+    gmm = random_gmm(19, 2, 2, "full")
+    X = np.zeros((3, 2))
+    with pytest.raises(ValueError) as err:
+        gj.log_prob(gmm, X, missing=fit_option)
+    assert counterpart in str(err.value)
+    with pytest.raises(ValueError) as err:
+        gj.log_prob(gmm, X, missing="drop")
+    assert "counterpart" not in str(err.value)
+
+
+def test_rows_with_every_value_missing_when_scoring(mixture_with_holes):
+    _, X = mixture_with_holes
+    est = gj.GaussianMixture(3, random_state=0, missing="em").fit(X)
+    gmm = est._gmm
+    empty = np.array([[np.nan] * 4, [0.0, 1.0, np.nan, 2.0]])
+    # Scoring functions: log-density 0, responsibilities equal to the weights; impute: the
+    # mixture's mean.
+    assert_close(gj.log_prob(gmm, empty, missing="marginal")[0], 0.0, rtol=0, atol=1e-12)
+    resp, _ = gj.e_step(gmm, empty, missing="marginal")
+    assert_close(resp[0], gmm.weights, rtol=1e-12)
+    assert_close(gj.impute(gmm, empty)[0], gmm.weights @ gmm.means, rtol=1e-12)
+    # The estimator refuses such a row ...
+    with pytest.raises(ValueError, match="every value missing"):
+        est.predict(empty)
+    # ... but scores rows whose missing values fill a whole column of X.
+    one = np.array([[np.nan, 1.0, np.nan, 2.0]])
+    assert_close(est.score_samples(one), gj.log_prob(gmm, one, missing="marginal"), rtol=1e-12)
+    np.testing.assert_array_equal(est.predict(one), est.predict_proba(one).argmax(1))
+
+
 def test_cli_fits_a_csv_with_empty_cells(tmp_path, capsys):
     from gmmjax.cli import main
 
@@ -363,3 +441,16 @@ def test_map_em_with_holes_climbs_the_penalised_objective(mixture_with_holes):
     best = res.best
     penalised = gj.log_likelihood(best, X, missing="marginal") + gj._prior.log_prior(best, prior)
     assert_close(res.objective[0], float(penalised) / len(X), rtol=1e-10)
+
+
+def test_readme_prior_for_data_with_holes_runs(mixture_with_holes):
+    """The README's advice for prior="mclust" on data with missing values."""
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("**Missing values.**") :]
+    expression = section[section.index("prior=gj.Prior.mclust(") + len("prior=") :]
+    expression = expression[: expression.index("`")]
+    _, X = mixture_with_holes
+    namespace = {"gj": gj, "np": np, "X": X, "K": 3, "cov_type": "diag"}
+    prior = eval(expression, namespace)
+    res = gj.fit_em(X, 3, key=jax.random.key(8), cov_type="diag", missing="em", prior=prior)
+    assert gj.Status(int(res.status[res.best_index])) == gj.Status.CONVERGED
