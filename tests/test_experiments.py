@@ -200,3 +200,51 @@ def test_save_load_round_trip_and_bad_files(tmp_path, cov_type):
     np.savez(tmp_path / "v99.npz", **arrays)
     with pytest.raises(ValueError, match="unsupported format"):
         gj.load(tmp_path / "v99.npz")
+
+
+MISSING = """
+study = "missing"
+[data]
+n_features = 3
+n_samples = 300
+n_test = 200
+missing_rates = [0.3]
+mechanisms = ["mar"]
+[fit]
+n_restarts = 2
+max_iter = 60
+seeds = 0
+"""
+
+
+def test_missing_study_fits_every_method_and_em_beats_deletion_under_mar(tmp_path):
+    """The missing-value study end to end on a tiny config: four methods per unit, the holes
+    as asked (column 0 observed), and under MAR with 30% holes EM on the observed values is
+    closer to the truth than complete-case deletion and imputes better than column means."""
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(MISSING)
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out)]) == 0
+    records = [json.loads(x) for x in (out / "runs.jsonl").read_text().splitlines()]
+    by = {r["method"]: r for r in records}
+    assert set(by) == {"mar_em", "complete_case", "mean_imputation", "complete_data"}
+    assert all(r["status"] >= 0 for r in records)
+    assert abs(by["mar_em"]["missing_fraction"] - 0.3) < 0.03
+    assert by["mar_em"]["mean_error"] < by["complete_case"]["mean_error"]
+    assert by["mar_em"]["impute_rmse"] < by["mar_em"]["column_mean_rmse"]
+    for name in ("mean_error", "covariance_error", "imputation_error"):
+        assert _is_png(out / f"{name}.png"), name
+
+
+def test_missing_study_holes_follow_the_mechanism():
+    from gmmjax.experiments.missing import missing_mask
+
+    X = np.random.default_rng(0).normal(size=(20000, 5))
+    for mechanism in ("mcar", "mar"):
+        mask = missing_mask(X, 0.2, mechanism, np.random.default_rng(1))
+        assert not mask[:, 0].any() and abs(mask.mean() - 0.2) < 0.01
+    # MAR: holes follow the observed column 0, MCAR: they do not.
+    mar = missing_mask(X, 0.2, "mar", np.random.default_rng(1)).any(1)
+    mcar = missing_mask(X, 0.2, "mcar", np.random.default_rng(1)).any(1)
+    assert X[mar, 0].mean() - X[~mar, 0].mean() > 0.5
+    assert abs(X[mcar, 0].mean() - X[~mcar, 0].mean()) < 0.1

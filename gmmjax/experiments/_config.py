@@ -32,6 +32,8 @@ RANGES = {
     "n_components": (1, True),
     "n_features": (1, True),
     "n_samples": (1, True),
+    "n_test": (1, True),
+    "missing_rates": (0.0, False),
     "n_restarts": (1, True),
     "max_iter": (1, True),
     "digits_pca": (1, True),
@@ -53,6 +55,7 @@ CHOICES = {
     "methods": METHOD_NAMES,
     "prior": ("mclust", "none"),
     "names": DATASETS,
+    "mechanisms": ("mcar", "mar"),
 }
 
 # Lists that may be empty (an empty sweep or method list would run nothing and summarise nothing).
@@ -184,6 +187,11 @@ def _check_study(path, config, study) -> None:
                 f"{path}: [data] n_components has no entry for {missing}; add e.g. "
                 f"n_components = {{ {missing[0]} = 3 }}"
             )
+    too_many = [r for r in data.get("missing_rates", ()) if r >= 1.0]
+    if too_many:
+        raise ConfigError(
+            f"{path}: [data] missing_rates has {too_many}: a fraction of the entries must be < 1"
+        )
     if "n_samples" in data and "n_components" in data:
         k = data["n_components"]
         k = max(k) if isinstance(k, list) else k

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jax
 
-from . import convergence_rate, em_vs_gradient, real_data, restarts
+from . import convergence_rate, em_vs_gradient, missing, real_data, restarts
 from ._config import load_config
 from ._records import (
     RECORD_FORMAT,
@@ -27,6 +27,7 @@ STUDIES = {
     "restarts": restarts,
     "convergence_rate": convergence_rate,
     "real_data": real_data,
+    "missing": missing,
 }
 
 
