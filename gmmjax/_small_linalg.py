@@ -24,6 +24,7 @@ Shapes: A, L (..., d, d); right-hand sides B (..., d, m).
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -41,7 +42,7 @@ def cholesky(A: Float[Array, "... d d"]) -> Float[Array, "... d d"]:
     # [[A11, ·], [A21, A22]] = [[L11, 0], [L21, L22]] [[L11ᵀ, L21ᵀ], [0, L22ᵀ]]
     L11 = _unrolled_cholesky(A[..., :BLOCK, :BLOCK])
     L21 = jnp.swapaxes(solve_lower(L11, jnp.swapaxes(A[..., BLOCK:, :BLOCK], -1, -2)), -1, -2)
-    L22 = cholesky(A[..., BLOCK:, BLOCK:] - L21 @ jnp.swapaxes(L21, -1, -2))
+    L22 = cholesky(A[..., BLOCK:, BLOCK:] - _matmul(L21, jnp.swapaxes(L21, -1, -2)))
     top = jnp.concatenate([L11, jnp.zeros(L11.shape[:-1] + (d - BLOCK,), A.dtype)], axis=-1)
     return jnp.concatenate([top, jnp.concatenate([L21, L22], axis=-1)], axis=-2)
 
@@ -52,7 +53,7 @@ def solve_lower(L: Float[Array, "... d d"], B: Float[Array, "... d m"]) -> Float
     if d <= BLOCK:
         return _unrolled_solve_lower(L, B)
     X1 = _unrolled_solve_lower(L[..., :BLOCK, :BLOCK], B[..., :BLOCK, :])
-    rest = B[..., BLOCK:, :] - L[..., BLOCK:, :BLOCK] @ X1
+    rest = B[..., BLOCK:, :] - _matmul(L[..., BLOCK:, :BLOCK], X1)
     return jnp.concatenate([X1, solve_lower(L[..., BLOCK:, BLOCK:], rest)], axis=-2)
 
 
@@ -64,7 +65,7 @@ def solve_lower_transposed(
     if d <= BLOCK:
         return _unrolled_solve_lower_transposed(L, B)
     X2 = solve_lower_transposed(L[..., BLOCK:, BLOCK:], B[..., BLOCK:, :])
-    rest = B[..., :BLOCK, :] - jnp.swapaxes(L[..., BLOCK:, :BLOCK], -1, -2) @ X2
+    rest = B[..., :BLOCK, :] - _matmul(jnp.swapaxes(L[..., BLOCK:, :BLOCK], -1, -2), X2)
     return jnp.concatenate(
         [_unrolled_solve_lower_transposed(L[..., :BLOCK, :BLOCK], rest), X2], axis=-2
     )
@@ -73,6 +74,12 @@ def solve_lower_transposed(
 def cho_solve(L: Float[Array, "... d d"], B: Float[Array, "... d m"]) -> Float[Array, "... d m"]:
     """X with L Lᵀ X = B."""
     return solve_lower_transposed(L, solve_lower(L, B))
+
+
+def _matmul(a, b):
+    # Full precision: a factor is only as accurate as its Schur complements (on a GPU the
+    # default float32 product may round its inputs to TF32).
+    return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
 
 
 def _unrolled_cholesky(A):
