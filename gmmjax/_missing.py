@@ -104,6 +104,10 @@ def _log_gaussian(gmm: GMM, rows: _Rows) -> Float[Array, "n k"]:
     return -0.5 * (jnp.sum(jnp.square(v), axis=-1) + log_det + log_2pi * n_obs)
 
 
+def _component_log_prob(gmm: GMM, rows: _Rows) -> Float[Array, "n k"]:
+    return jnp.log(gmm.weights) + _log_gaussian(gmm, rows)
+
+
 def _moments(gmm: GMM, rows: _Rows) -> tuple[Array, Array]:
     x, obs, L = rows
     miss = ~obs[:, None, :]
@@ -129,7 +133,7 @@ def marginal_log_gaussian(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k
 
 def marginal_component_log_prob(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]:
     """log π_k + log N(x_io; μ_ko, Σ_koo), shape (N, K)."""
-    return jnp.log(gmm.weights) + marginal_log_gaussian(gmm, X)
+    return _component_log_prob(gmm, _rows(gmm, X))
 
 
 def conditional_moments(gmm: GMM, X: Float[Array, "n d"]) -> tuple[Array, Array]:
@@ -166,7 +170,7 @@ def e_statistics(
     """One E-step from one factorisation: ((s0, s1, s2) as `expected_moments` with the
     responsibilities p(k | x_o), log p(x_io) per row (N,))."""
     rows = _rows(gmm, X)
-    comp = jnp.log(gmm.weights) + _log_gaussian(gmm, rows)
+    comp = _component_log_prob(gmm, rows)
     lp = jax.nn.logsumexp(comp, axis=-1, keepdims=True)
     moments = _sums(gmm.cov_type, _moments(gmm, rows), jnp.exp(comp - lp), sample_weight, shift)
     return moments, lp[:, 0]
@@ -191,7 +195,7 @@ def _sums(cov_type, moments, resp, sample_weight, shift):
 def posterior_mean(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n d"]:
     """E[x | x_o] under the mixture: Σ_k p(k | x_o) x̂_k, x_o itself where observed."""
     rows = _rows(gmm, X)
-    comp = jnp.log(gmm.weights) + _log_gaussian(gmm, rows)
+    comp = _component_log_prob(gmm, rows)
     resp = jnp.exp(comp - jax.nn.logsumexp(comp, axis=-1, keepdims=True))
     mean, _ = _moments(gmm, rows)
     return jnp.where(rows.obs, rows.x, jnp.einsum("nk,nkd->nd", resp, mean))
@@ -209,7 +213,7 @@ def conditional_draw(gmm: GMM, X: Float[Array, "n d"], key) -> Float[Array, "n d
     k_key, y_key = jax.random.split(key)
     rows = _rows(gmm, X)
     x, obs, L = rows
-    comp = jnp.log(gmm.weights) + _log_gaussian(gmm, rows)
+    comp = _component_log_prob(gmm, rows)
     label = jax.random.categorical(k_key, comp, axis=-1)  # (N,)
     pick = jax.nn.one_hot(label, gmm.n_components, dtype=X.dtype)  # (N, K)
     eps = jax.random.normal(y_key, x.shape, x.dtype)

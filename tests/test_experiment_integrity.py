@@ -270,6 +270,7 @@ def test_a_unit_with_a_missing_record_is_rerun_and_its_rest_ignored(toy, capsys)
 
 EM = 'study = "em_vs_gradient"\n'
 RESTARTS = 'study = "restarts"\n'
+MISSING = 'study = "missing"\n'
 REAL = 'study = "real_data"\n'
 
 
@@ -307,6 +308,10 @@ REAL = 'study = "real_data"\n'
         (REAL + '[data]\nnames = ["iris"]\nn_components = {}\n', "no entry for ['iris']"),
         (REAL + '[data]\nnames = ["iris", "wines"]\n', "[data] names = 'wines'"),
         (REAL + "[data]\ndigits_pca = 0\n", "[data] digits_pca = 0: must be >= 1"),
+        (MISSING + "[data]\nmissing_rates = [0.2, 1.0]\n", "missing_rates has [1.0]"),
+        (MISSING + "[data]\nmissing_rates = [0.0]\n", "missing_rates = 0.0: must be > 0"),
+        (MISSING + '[data]\nmechanisms = ["mnar"]\n', "mechanisms = 'mnar': must be one of"),
+        (MISSING + "[data]\nn_features = [1, 4]\n", "needs at least 2 features"),
     ],
 )
 def test_bad_values_are_refused_by_name(tmp_path, text, message):

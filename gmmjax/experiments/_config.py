@@ -192,6 +192,11 @@ def _check_study(path, config, study) -> None:
         raise ConfigError(
             f"{path}: [data] missing_rates has {too_many}: a fraction of the entries must be < 1"
         )
+    if "missing_rates" in data and min(data["n_features"]) < 2:
+        raise ConfigError(
+            f"{path}: [data] n_features = {data['n_features']}: the missing-value study keeps "
+            "column 0 observed and needs at least 2 features"
+        )
     if "n_samples" in data and "n_components" in data:
         k = data["n_components"]
         k = max(k) if isinstance(k, list) else k

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+from scipy.optimize import brentq, linear_sum_assignment
+from scipy.special import expit
 
 from .._datasets import make_mixture
 from .._fit import fit_em
@@ -90,14 +91,9 @@ def missing_mask(X: np.ndarray, rate: float, mechanism: str, rng) -> np.ndarray:
         prob = np.full(n, p)
     else:
         z = (X[:, 0] - X[:, 0].mean()) / X[:, 0].std()
-        lo, hi = -50.0, 50.0  # mean of sigmoid(a + slope z) is increasing in a: bisect
-        for _ in range(200):
-            a = 0.5 * (lo + hi)
-            if np.mean(1 / (1 + np.exp(-(a + MAR_SLOPE * z)))) < p:
-                lo = a
-            else:
-                hi = a
-        prob = 1 / (1 + np.exp(-(a + MAR_SLOPE * z)))
+        # The mean of sigmoid(a + slope z) increases with a from 0 to 1: solve for a.
+        a = brentq(lambda a: np.mean(expit(a + MAR_SLOPE * z)) - p, -50.0, 50.0, xtol=1e-12)
+        prob = expit(a + MAR_SLOPE * z)
     mask = rng.random((n, d)) < prob[:, None]
     mask[:, 0] = False
     return mask
