@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from ._covariance import n_covariance_parameters
 from ._em import e_step
 from ._likelihood import log_likelihood
 from ._params import GMM
 
 
 def n_parameters(gmm: GMM) -> int:
-    """Free parameters: weights K−1, means K·D, covariances full K·D(D+1)/2, diag K·D,
-    spherical K, tied D(D+1)/2."""
+    """Free parameters: weights K−1, means K·D, and the covariances' count (full K·D(D+1)/2,
+    diag K·D, spherical K, tied D(D+1)/2; mclust's models as its `nMclustParams`)."""
     k, d = gmm.n_components, gmm.n_features
-    cov = {"full": k * d * (d + 1) // 2, "diag": k * d, "spherical": k, "tied": d * (d + 1) // 2}
-    return (k - 1) + k * d + cov[gmm.cov_type]
+    return (k - 1) + k * d + n_covariance_parameters(gmm.cov_type, k, d)
 
 
 def bic(gmm: GMM, X, *, missing: str = "propagate") -> jnp.ndarray:

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
+from ._covariance import constrained_covariances, layout
 from ._likelihood import component_log_prob, kernel_component_log_prob, kernel_log_likelihood
 from ._missing import e_statistics as missing_e_statistics
 from ._missing import marginal_component_log_prob
@@ -48,7 +49,7 @@ def m_step_from_statistics(
     active: Array | None = None,
     prior: Prior | None = None,
 ) -> GMM:
-    """The closed-form maximiser of Q (plus log p(θ) when a `prior` is given: the MAP M-step,
+    """The maximiser of Q (plus log p(θ) when a `prior` is given: the MAP M-step,
     docs/math.md §3) from the sufficient statistics.
 
     With n_k = s0_k, x̄_k = c_k + s1_k/n_k, scatter W_k = s2_k − s1_k s1_kᵀ/n_k and, with a prior,
@@ -62,14 +63,34 @@ def m_step_from_statistics(
         spherical  σ²_k  = (ς² + tr W_k + tr B_k) / (ν + (n_k + b) D + 2)
 
     and `reg_covar`·I added to every covariance after that (scikit-learn's regulariser; with no
-    prior and reg_covar = 0 this is the maximum-likelihood M-step). N_k gets 10·eps added, as in
-    scikit-learn, so that an empty component keeps a finite mean (its shift) and a covariance
-    of reg_covar·I instead of 0/0. Components masked out by `active` (K,) get weight exactly 0
-    (log π = −∞, so they never take responsibility) and the identity as covariance (so their
-    density stays finite).
+    prior and reg_covar = 0 this is the maximum-likelihood M-step). Without a prior, mclust's
+    models take the structured maximiser of `_covariance.constrained_covariances` from the
+    scatter W_k + reg_covar·n_k I (the same M-step for the four scikit-learn names; the
+    iterative models start from the pooled scatter: `em_map` starts them from the previous
+    parameters). N_k gets 10·eps added, as in scikit-learn, so that an empty component keeps
+    a finite mean (its shift) and a covariance of reg_covar·I instead of 0/0. Components
+    masked out by `active` (K,) get weight exactly 0 (log π = −∞, so they never take
+    responsibility) and the identity as covariance (so their density stays finite).
     """
+    gmm, _ = m_step_with_status(
+        stats, cov_type=cov_type, reg_covar=reg_covar, active=active, prior=prior
+    )
+    return gmm
+
+
+def m_step_with_status(
+    stats: SufficientStatistics,
+    *,
+    cov_type: str,
+    reg_covar: float | Array,
+    active: Array | None = None,
+    prior: Prior | None = None,
+    start: Array | None = None,
+) -> tuple[GMM, Array]:
+    """`m_step_from_statistics`, with the previous covariances `start` where the iterative
+    models' inner loop begins, and whether that loop met its tolerance (a scalar bool)."""
     if prior is not None:
-        return _map_m_step(stats, cov_type, reg_covar, active, prior)
+        return _map_m_step(stats, cov_type, reg_covar, active, prior), jnp.array(True)
     dtype = stats.s1.dtype
     nk = stats.s0 + 10 * jnp.finfo(dtype).eps
     if active is not None:
@@ -79,25 +100,27 @@ def m_step_from_statistics(
     delta = stats.s1 / safe_nk[:, None]
     means = stats.shift + delta
     d = stats.s1.shape[-1]
-    if cov_type == "full":
-        cov = stats.s2 / safe_nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
-        cov = cov + reg_covar * jnp.eye(d, dtype=dtype)
-    elif cov_type == "tied":
-        cov = (stats.s2 - jnp.einsum("k,kd,ke->de", nk, delta, delta)) / jnp.sum(nk)
-        cov = cov + reg_covar * jnp.eye(d, dtype=dtype)
+    eye = jnp.eye(d, dtype=dtype)
+    kind = layout(cov_type)
+    if kind == "full":
+        scatter = stats.s2 - nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
+        scatter = scatter + reg_covar * nk[:, None, None] * eye
+    elif kind == "tied":
+        scatter = stats.s2 - jnp.einsum("k,kd,ke->de", nk, delta, delta)
+        scatter = scatter + reg_covar * jnp.sum(nk) * eye
     else:
-        var = stats.s2 / safe_nk[:, None] - jnp.square(delta) + reg_covar
-        cov = var if cov_type == "diag" else jnp.mean(var, axis=-1)
-    if cov_type in ("full", "tied"):
+        scatter = stats.s2 - nk[:, None] * jnp.square(delta) + reg_covar * nk[:, None]
+    if kind in ("full", "tied"):
         # Symmetrise: the products above are symmetric only up to rounding.
-        cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
-    if active is not None and cov_type != "tied":
+        scatter = 0.5 * (scatter + jnp.swapaxes(scatter, -1, -2))
+    cov, inner_ok = constrained_covariances(cov_type, scatter, nk, start=start)
+    if active is not None and kind != "tied":
         # A masked component has no data (its covariance would be reg_covar·I, singular when
         # reg_covar = 0): give it the identity, so its density stays finite under weight 0.
-        unit = jnp.eye(d, dtype=dtype) if cov_type == "full" else jnp.ones(cov.shape[1:], dtype)
+        unit = eye if kind == "full" else jnp.ones(cov.shape[1:], dtype)
         mask = active.reshape((-1,) + (1,) * (cov.ndim - 1))
         cov = jnp.where(mask, cov, unit)
-    return GMM(weights, means, cov, cov_type)
+    return GMM(weights, means, cov, cov_type), inner_ok
 
 
 def _map_m_step(stats, cov_type, reg_covar, active, prior: Prior) -> GMM:
@@ -121,9 +144,9 @@ def _map_m_step(stats, cov_type, reg_covar, active, prior: Prior) -> GMM:
     # κ n_k / (κ + n_k): the weight of the prior-mean discrepancy in the covariance.
     pull = nk * shrink
     eye = jnp.eye(d, dtype=dtype)
-    if cov_type in ("full", "tied"):
+    if layout(cov_type) in ("full", "tied"):
         outer = jnp.einsum("kd,ke->kde", gap, gap)
-        if cov_type == "full":
+        if layout(cov_type) == "full":
             W = stats.s2 - nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
             cov = (prior.scale + W + pull[:, None, None] * outer) / (
                 nu + nk + d + 1 + has_mean_prior
@@ -139,7 +162,7 @@ def _map_m_step(stats, cov_type, reg_covar, active, prior: Prior) -> GMM:
     else:
         W = stats.s2 - nk[:, None] * jnp.square(delta)  # diagonals of the scatter, (K, D)
         B = pull[:, None] * jnp.square(gap)
-        if cov_type == "diag":
+        if layout(cov_type) == "diag":
             cov = (prior.scale + W + B) / (nu + nk + 2 + has_mean_prior)[:, None]
         else:
             cov = (prior.scale + jnp.sum(W + B, axis=-1)) / (nu + (nk + has_mean_prior) * d + 2)

@@ -14,7 +14,7 @@ from typing import ClassVar
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from ._em import m_step_from_statistics, streamed_e_statistics
+from ._em import m_step_with_status, streamed_e_statistics
 from ._method import Problem, all_finite
 from ._params import GMM
 from ._solver import OK, Status, StepOutput
@@ -25,23 +25,28 @@ def em_map(gmm: GMM, problem: Problem) -> tuple[GMM, Array, Array]:
     """One EM update θ -> M(θ) in one fused pass: (M(θ), f(θ), failure code).
 
     f(θ) is the objective of the *input*, a by-product of the E-step. The failure code is OK,
-    Status.NON_FINITE or Status.DEGENERATE (a covariance that is not positive definite). Every
+    Status.NON_FINITE, Status.DEGENERATE (a covariance that is not positive definite) or
+    Status.M_STEP_NOT_CONVERGED (an iterative mclust model's inner loop hit its cap). Every
     member of the EM family calls it.
     """
     stats, ll = streamed_e_statistics(gmm, problem.data)
-    new, failure = m_step_checked(stats, gmm.cov_type, problem)
+    new, failure = m_step_checked(stats, gmm.cov_type, problem, start=gmm.covariances)
     return new, problem.value(gmm, ll), failure
 
 
-def m_step_checked(stats, cov_type: str, problem: Problem) -> tuple[GMM, Array]:
+def m_step_checked(
+    stats, cov_type: str, problem: Problem, *, start: Array | None = None
+) -> tuple[GMM, Array]:
     """`m_step_from_statistics` with the problem's prior, mask and reg_covar, and its failure
-    code (see `em_map`)."""
-    new = m_step_from_statistics(
+    code (see `em_map`). `start`: the current covariances, where the inner loop of mclust's
+    iterative models begins (so each M-step increases Q even when that loop stops early)."""
+    new, inner_ok = m_step_with_status(
         stats,
         cov_type=cov_type,
         reg_covar=problem.reg_covar,
         active=problem.active,
         prior=problem.prior,
+        start=start,
     )
     moments_ok = all_finite((new.weights, new.means, new.covariances))
     # Positive definiteness is read off the Cholesky factor: NaN when it failed. A component
@@ -49,7 +54,9 @@ def m_step_checked(stats, cov_type: str, problem: Problem) -> tuple[GMM, Array]:
     # gets 10·eps, so it keeps a finite mean and a covariance of reg_covar·I, and fails only
     # when that is not positive definite (reg_covar = 0 without a prior).
     collapsed = ~jnp.all(jnp.isfinite(new.precisions_cholesky))
-    failure = jnp.where(moments_ok, jnp.where(collapsed, Status.DEGENERATE, OK), Status.NON_FINITE)
+    failure = jnp.where(inner_ok, OK, Status.M_STEP_NOT_CONVERGED)
+    failure = jnp.where(collapsed, Status.DEGENERATE, failure)
+    failure = jnp.where(moments_ok, failure, Status.NON_FINITE)
     return new, failure
 
 
@@ -68,6 +75,8 @@ class EM:
     """Expectation-maximisation; no options, no state beyond the GMM."""
 
     name: ClassVar[str] = "em"
+    # Updates go through the M-step, so every covariance model keeps its structure.
+    structured_covariances: ClassVar[bool] = True
     default_max_iter: ClassVar[int] = 100
     default_tol: ClassVar[float] = 1e-3
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
+from ._covariance import layout
 from ._criteria import aic, bic, n_parameters
 from ._em import e_step
 from ._exceptions import (
@@ -305,7 +306,7 @@ class GaussianMixture:
             p = _as_float_array(self.precisions_init, name, dtype)
             shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}
             _check_shape(p, shape[cov_type], name)
-            if cov_type in ("full", "tied"):
+            if layout(cov_type) in ("full", "tied"):
                 mats = p.reshape(-1, d, d)
                 symmetric = np.allclose(mats, np.swapaxes(mats, -1, -2))
                 if not symmetric or np.any(np.linalg.eigvalsh(mats) <= 0.0):
@@ -370,7 +371,9 @@ class GaussianMixture:
         u = np.asarray(gmm.precisions_cholesky)
         self.precisions_cholesky_ = u
         # Σ⁻¹ = U Uᵀ (full, tied); 1/σ² = u² (diag, spherical).
-        self.precisions_ = u @ np.swapaxes(u, -1, -2) if gmm.cov_type in ("full", "tied") else u**2
+        self.precisions_ = (
+            u @ np.swapaxes(u, -1, -2) if layout(gmm.cov_type) in ("full", "tied") else u**2
+        )
         self.n_features_in_ = gmm.n_features
 
     def _set_fitted(self, res: FitResult) -> None:
@@ -576,7 +579,7 @@ def _key_from(random_state):
 
 def _covariance_from_precision(prec, cov_type: str):
     """Σ = P⁻¹ by Cholesky solves (full/tied), 1/p (diag/spherical)."""
-    if cov_type in ("full", "tied"):
+    if layout(cov_type) in ("full", "tied"):
         eye = jnp.broadcast_to(jnp.eye(prec.shape[-1], dtype=prec.dtype), prec.shape)
         chol = jnp.linalg.cholesky(prec)
         return jax.vmap(lambda c, e: jsl.cho_solve((c, True), e))(

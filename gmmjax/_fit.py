@@ -12,6 +12,7 @@ from jax.sharding import Mesh
 from jaxtyping import PRNGKeyArray
 
 from ._config import FitConfig
+from ._covariance import ALIASES, LAYOUTS, model_name
 from ._daarem import DAAREM
 from ._em_method import EM
 from ._gradient import Gradient
@@ -214,10 +215,25 @@ def _fit(X, n_components, *, key, method, timing=None, previous_value=None, **op
         halving_survivors=options.pop("halving_survivors"),
         missing=options.pop("missing", "raise"),
     )
+    check_method_supports(method, config.cov_type)
     with fit_input(X, config, key=key, prior=prior, **options) as prep:
         return run_prepared(
             prep, config, method, hyper, timing=timing, previous_value=previous_value
         )
+
+
+def check_method_supports(method: Method, cov_type: str) -> None:
+    """ValueError when a method cannot keep an mclust model's structure: only the methods that
+    update through the M-step (EM, online and incremental EM: `structured_covariances`) fit
+    the models beyond scikit-learn's four; gradient steps and SQUAREM / DAAREM's
+    extrapolation move the free covariance parameters."""
+    if model_name(cov_type) in ALIASES.values() or getattr(method, "structured_covariances", False):
+        return
+    raise ValueError(
+        f"method {method.name!r} fits the covariance types {LAYOUTS} (mclust's "
+        f"{tuple(ALIASES.values())}), not {cov_type!r}; fit mclust's other models with "
+        "method='em', 'online_em' or 'incremental_em'."
+    )
 
 
 def run_prepared(

@@ -68,6 +68,8 @@ class IncrementalEM:
     n_blocks: int = 10
 
     name: ClassVar[str] = "incremental_em"
+    # Updates go through the M-step, so every covariance model keeps its structure.
+    structured_covariances: ClassVar[bool] = True
     # history[t] is the pass's running estimate, not f(θ_t) (see the module docstring).
     history_is_exact: ClassVar[bool] = False
     default_max_iter: ClassVar[int] = 100
@@ -106,7 +108,7 @@ class IncrementalEM:
             waiting = _add(waiting, old, -1.0)
             done = _add(done, fresh)
             summed = reshift(_add(waiting, done), gmm.means)
-            new, new_failure = m_step_checked(summed, gmm.cov_type, problem)
+            new, new_failure = m_step_checked(summed, gmm.cov_type, problem, start=gmm.covariances)
             gmm = jax.tree.map(lambda a, c: jnp.where(new_failure == OK, a, c), new, gmm)
             failure = jnp.where(failure == OK, new_failure, failure).astype(jnp.int32)
             new_stats = jax.tree.map(lambda all_, one: all_.at[b].set(one), new_stats, fresh)

@@ -11,7 +11,8 @@ import zlib
 
 import numpy as np
 
-from ._params import COV_TYPES, GMM, _check_values
+from ._covariance import COV_TYPES  # every name a GMM may carry
+from ._params import GMM, _check_values
 
 FORMAT_VERSION = 1
 

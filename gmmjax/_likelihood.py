@@ -20,6 +20,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
+from ._covariance import layout
 from ._missing import marginal_component_log_prob
 from ._params import GMM, log_det_precision_cholesky
 
@@ -85,19 +86,19 @@ def squared_mahalanobis(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]
     """
     prec = gmm.precisions_cholesky
     if _expand_quadratic(X.dtype):
-        if gmm.cov_type in ("full", "tied"):
+        if layout(gmm.cov_type) in ("full", "tied"):
             precision = jnp.matmul(prec, jnp.swapaxes(prec, -1, -2), precision=matmul_precision())
-            spec = "kde,ke->kd" if gmm.cov_type == "full" else "de,ke->kd"
+            spec = "kde,ke->kd" if layout(gmm.cov_type) == "full" else "de,ke->kd"
             pmu = jnp.einsum(spec, precision, gmm.means, precision=matmul_precision())
             quad = jnp.dot(
                 quadratic_features(X), pack_symmetric(precision).T, precision=matmul_precision()
             )
             lin = jnp.dot(X, pmu.T, precision=matmul_precision())
             const = jnp.sum(pmu * gmm.means, axis=-1)
-            if gmm.cov_type == "tied":
+            if layout(gmm.cov_type) == "tied":
                 quad = quad[:, None]
             return jnp.maximum(quad - 2.0 * lin + const, 0.0)
-        if gmm.cov_type == "diag":
+        if layout(gmm.cov_type) == "diag":
             p2 = jnp.square(prec)  # (K, D) precisions
             mu = gmm.means
             sq = (
@@ -111,15 +112,15 @@ def squared_mahalanobis(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]
     centre = jax.lax.stop_gradient(jnp.mean(gmm.means, axis=0))
     x = X - centre
     mu = gmm.means - centre
-    if gmm.cov_type == "full":
+    if layout(gmm.cov_type) == "full":
         y = jnp.einsum("nd,kde->nke", x, prec, precision=matmul_precision())
         y = y - jnp.einsum("kd,kde->ke", mu, prec, precision=matmul_precision())
         return jnp.sum(jnp.square(y), axis=-1)
-    if gmm.cov_type == "tied":
+    if layout(gmm.cov_type) == "tied":
         y = jnp.dot(x, prec, precision=matmul_precision())
         m = jnp.dot(mu, prec, precision=matmul_precision())
         return squared_distances(y, m)
-    if gmm.cov_type == "diag":
+    if layout(gmm.cov_type) == "diag":
         return jnp.sum(jnp.square((x[:, None, :] - mu[None]) * prec[None]), axis=-1)
     return squared_distances(x, mu) * jnp.square(prec)
 

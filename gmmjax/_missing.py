@@ -32,6 +32,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float
 
 from . import _small_linalg as small_linalg
+from ._covariance import layout
 from ._params import GMM
 
 
@@ -47,7 +48,7 @@ def _filled(X):
 
 
 def _full_covariances(gmm: GMM) -> Float[Array, "k d d"]:
-    if gmm.cov_type == "tied":
+    if layout(gmm.cov_type) == "tied":
         return jnp.broadcast_to(gmm.covariances, (gmm.n_components,) + gmm.covariances.shape)
     return gmm.covariances
 
@@ -62,7 +63,7 @@ def _observed_block_cholesky(cov, obs):
 
 def _diagonal_variances(gmm: GMM) -> Float[Array, "k d"]:
     var = gmm.covariances
-    if gmm.cov_type == "spherical":
+    if layout(gmm.cov_type) == "spherical":
         var = jnp.broadcast_to(var[:, None], (gmm.n_components, gmm.n_features))
     return var
 
@@ -82,7 +83,7 @@ class _Rows(NamedTuple):
 
 def _rows(gmm: GMM, X: Float[Array, "n d"]) -> _Rows:
     x, obs = _filled(X)
-    if gmm.cov_type in ("diag", "spherical"):
+    if layout(gmm.cov_type) in ("diag", "spherical"):
         return _Rows(x, obs, None)
     return _Rows(x, obs, _observed_block_cholesky(_full_covariances(gmm), obs))
 
@@ -93,7 +94,7 @@ def _log_gaussian(gmm: GMM, rows: _Rows) -> Float[Array, "n k"]:
     n_obs = jnp.sum(obs, axis=-1, dtype=x.dtype)[:, None]
     if L is None:
         prec = gmm.precisions_cholesky
-        if gmm.cov_type == "spherical":
+        if layout(gmm.cov_type) == "spherical":
             prec = jnp.broadcast_to(prec[:, None], gmm.means.shape)
         y = (x[:, None, :] - gmm.means[None]) * prec[None]
         terms = jnp.log(prec)[None] - 0.5 * jnp.square(y)
@@ -183,11 +184,11 @@ def _sums(cov_type, moments, resp, sample_weight, shift):
     e = mean - shift[None]
     s0 = jnp.sum(resp, axis=0)
     s1 = jnp.einsum("nk,nkd->kd", resp, e)
-    if cov_type in ("diag", "spherical"):
+    if layout(cov_type) in ("diag", "spherical"):
         s2 = jnp.einsum("nk,nkd->kd", resp, jnp.square(e) + C)
     else:
         s2 = jnp.einsum("nk,nkd,nke->kde", resp, e, e) + jnp.einsum("nk,nkde->kde", resp, C)
-        if cov_type == "tied":
+        if layout(cov_type) == "tied":
             s2 = jnp.sum(s2, axis=0)
     return s0, s1, s2
 
@@ -217,7 +218,7 @@ def conditional_draw(gmm: GMM, X: Float[Array, "n d"], key) -> Float[Array, "n d
     label = jax.random.categorical(k_key, comp, axis=-1)  # (N,)
     pick = jax.nn.one_hot(label, gmm.n_components, dtype=X.dtype)  # (N, K)
     eps = jax.random.normal(y_key, x.shape, x.dtype)
-    if gmm.cov_type in ("diag", "spherical"):
+    if layout(gmm.cov_type) in ("diag", "spherical"):
         draws = gmm.means[None] + jnp.sqrt(_diagonal_variances(gmm))[None] * eps[:, None, :]
     else:
         cov = _full_covariances(gmm)

@@ -87,6 +87,8 @@ class OnlineEM:
     average_from: float = dataclasses.field(default=0.5, compare=False)
 
     name: ClassVar[str] = "online_em"
+    # Updates go through the M-step, so every covariance model keeps its structure.
+    structured_covariances: ClassVar[bool] = True
     # history[t] is the pass's running estimate, not f(θ_t) (see the module docstring).
     history_is_exact: ClassVar[bool] = False
     default_max_iter: ClassVar[int] = 10
@@ -153,7 +155,10 @@ class OnlineEM:
             prev = reshift(stats, gmm.means)
             stats = jax.tree.map(lambda a, b: (1 - rate) * a + rate * b, prev, mean)
             new, new_failure = m_step_checked(
-                scaled(stats, problem.total_weight), gmm.cov_type, problem
+                scaled(stats, problem.total_weight),
+                gmm.cov_type,
+                problem,
+                start=gmm.covariances,
             )
             update = (t + 1 > warm) & (new_failure == OK)
             current = jax.tree.map(lambda a, b: jnp.where(update, a, b), new, gmm)

@@ -18,18 +18,18 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from . import _small_linalg as small_linalg
-
-COV_TYPES = ("full", "diag", "spherical", "tied")
+from ._covariance import check_cov_type, layout
 
 
 def covariance_shape(cov_type: str, n_components: int, n_features: int) -> tuple[int, ...]:
-    """The unbatched shape of `covariances` for a covariance type (scikit-learn's shapes)."""
+    """The unbatched shape of `covariances` for a covariance type (scikit-learn's shapes; an
+    mclust model takes the shape of its layout, `_covariance.layout`)."""
     return {
         "full": (n_components, n_features, n_features),
         "diag": (n_components, n_features),
         "spherical": (n_components,),
         "tied": (n_features, n_features),
-    }[cov_type]
+    }[layout(cov_type)]
 
 
 def precision_cholesky(covariances: Array, cov_type: str) -> Array:
@@ -39,7 +39,7 @@ def precision_cholesky(covariances: Array, cov_type: str) -> Array:
     diag/spherical: 1/√σ².
     A covariance that is not positive definite gives NaN (checked by callers).
     """
-    if cov_type in ("full", "tied"):
+    if layout(cov_type) in ("full", "tied"):
         # `_small_linalg`, not LAPACK: jaxlib's batched CPU Cholesky can deadlock.
         chol = small_linalg.cholesky(covariances)
         eye = jnp.broadcast_to(jnp.eye(chol.shape[-1], dtype=chol.dtype), chol.shape)
@@ -51,9 +51,9 @@ def precision_cholesky(covariances: Array, cov_type: str) -> Array:
 
 def log_det_precision_cholesky(prec_chol: Array, cov_type: str, n_features: int) -> Array:
     """Σ_d log U_dd = −½ log|Σ_k|, shape (..., K) (tied: (...,))."""
-    if cov_type in ("full", "tied"):
+    if layout(cov_type) in ("full", "tied"):
         return jnp.sum(jnp.log(jnp.diagonal(prec_chol, axis1=-2, axis2=-1)), axis=-1)
-    if cov_type == "diag":
+    if layout(cov_type) == "diag":
         return jnp.sum(jnp.log(prec_chol), axis=-1)
     return n_features * jnp.log(prec_chol)
 
@@ -71,7 +71,10 @@ class GMM(eqx.Module):
         covariances: scikit-learn's shapes: full (..., K, D, D), diag (..., K, D),
             spherical (..., K), tied (..., D, D).
         precisions_cholesky: derived at construction; same shape as `covariances`.
-        cov_type: one of "full", "diag", "spherical", "tied" (static).
+        cov_type: (static) "full", "diag", "spherical", "tied" (scikit-learn's names) or one
+            of mclust's fourteen models ("EII", ..., "VVV"), stored in the layout of
+            `_covariance.layout` (e.g. "VEI" as diag). The structure of an mclust model is
+            imposed by its M-step, not checked here.
 
     Shapes are checked at construction. When the arrays are concrete (outside jit) the values
     are checked too: finite, weights on the simplex, covariances positive definite. Under jit
@@ -88,8 +91,7 @@ class GMM(eqx.Module):
     cov_type: str = eqx.field(static=True)
 
     def __init__(self, weights, means, covariances, cov_type: str = "full"):
-        if cov_type not in COV_TYPES:
-            raise ValueError(f"cov_type must be one of {COV_TYPES}, got {cov_type!r}.")
+        check_cov_type(cov_type)
         weights, means, covariances = (
             jnp.asarray(weights),
             jnp.asarray(means),
@@ -153,7 +155,7 @@ def _check_values(weights, means, covariances, cov_type):
     tol = 1e-5 if w.dtype == np.float32 else 1e-8
     if np.any(w < 0) or not np.allclose(w.sum(-1), 1.0, atol=tol * max(1, w.shape[-1])):
         raise ValueError("weights must be non-negative and sum to 1 along the last axis.")
-    if cov_type in ("full", "tied"):
+    if layout(cov_type) in ("full", "tied"):
         if not np.allclose(c, np.swapaxes(c, -1, -2), rtol=1e-5, atol=1e-8):
             raise ValueError(f"{cov_type} covariances must be symmetric.")
         try:

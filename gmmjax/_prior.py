@@ -22,11 +22,12 @@ import numpy as np
 from jax.scipy.special import gammaln, multigammaln
 from jaxtyping import Array, Float
 
-from ._params import COV_TYPES, GMM, _is_concrete, log_det_precision_cholesky
+from ._covariance import ALIASES, LAYOUTS, check_cov_type, layout, model_name
+from ._params import GMM, _is_concrete, log_det_precision_cholesky
 
 
 def _scale_shape(cov_type: str, d: int) -> tuple[int, ...]:
-    return {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[cov_type]
+    return {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[layout(cov_type)]
 
 
 class Prior(eqx.Module):
@@ -54,8 +55,13 @@ class Prior(eqx.Module):
     cov_type: str = eqx.field(static=True)
 
     def __init__(self, mean, scale, dof, *, cov_type, shrinkage=0.01, concentration=1.0):
-        if cov_type not in COV_TYPES:
-            raise ValueError(f"cov_type must be one of {COV_TYPES}, got {cov_type!r}.")
+        check_cov_type(cov_type)
+        if model_name(cov_type) not in ALIASES.values():
+            raise ValueError(
+                f"a prior for mclust's {cov_type!r} model is not available; priors exist for "
+                f"{LAYOUTS} and their mclust names {tuple(ALIASES.values())}. Fit {cov_type!r} "
+                "without a prior, or use one of those models."
+            )
         mean = jnp.asarray(mean)
         dtype = jnp.result_type(mean, jnp.float32)
         mean = mean.astype(dtype)
@@ -64,7 +70,7 @@ class Prior(eqx.Module):
         d = mean.shape[0]
         scale = jnp.asarray(scale, dtype)
         want = _scale_shape(cov_type, d)
-        if cov_type == "diag" and scale.ndim == 0:
+        if layout(cov_type) == "diag" and scale.ndim == 0:
             scale = jnp.full((d,), scale)
         if scale.shape != want:
             raise ValueError(
@@ -118,14 +124,16 @@ class Prior(eqx.Module):
         cov = (centred * w[:, None]).T @ centred / (total - 1)
         if np.count_nonzero(w) <= d:  # mclust: the sample covariance is singular, keep its diagonal
             cov = np.diag(np.diag(cov))
-        if cov_type in ("full", "tied") and np.linalg.eigvalsh(cov)[0] <= 1e-12 * np.trace(cov):
+        if layout(cov_type) in ("full", "tied") and np.linalg.eigvalsh(cov)[0] <= 1e-12 * np.trace(
+            cov
+        ):
             raise ValueError(
                 "X has constant or collinear columns, so the mclust prior's scale var(X)/K^(2/D) "
                 f"is singular for cov_type={cov_type!r}; drop or combine those columns, or use "
                 'cov_type="diag" or "spherical".'
             )
         factor = float(n_components) ** (2.0 / d)
-        if cov_type in ("full", "tied"):
+        if layout(cov_type) in ("full", "tied"):
             scale = cov / factor
         else:
             scale = np.trace(cov) / d / factor
@@ -156,7 +164,7 @@ class Prior(eqx.Module):
 def _check_values(scale, dof, shrinkage, concentration, cov_type, d):
     if not (np.all(np.isfinite(scale)) and np.isfinite([dof, shrinkage, concentration]).all()):
         raise ValueError("the prior's scale, dof, shrinkage and concentration must be finite.")
-    min_dof = d - 1 if cov_type in ("full", "tied") else 0
+    min_dof = d - 1 if layout(cov_type) in ("full", "tied") else 0
     if not dof > min_dof:
         raise ValueError(
             f"the prior's dof must be > {min_dof} for cov_type={cov_type!r}, got {dof}."
@@ -168,7 +176,7 @@ def _check_values(scale, dof, shrinkage, concentration, cov_type, d):
             f"the prior's concentration must be >= 1 (a mode inside the simplex), got "
             f"{concentration}."
         )
-    if cov_type in ("full", "tied"):
+    if layout(cov_type) in ("full", "tied"):
         if not np.allclose(scale, scale.T, rtol=1e-6, atol=1e-12):
             raise ValueError("the prior's scale matrix must be symmetric.")
         try:
@@ -208,7 +216,7 @@ def default_reg_covar(reg_covar, prior):
 
 def check_matches(prior: Prior, cov_type: str) -> None:
     """ValueError unless `prior` is for `cov_type` (its forms differ by covariance type)."""
-    if prior.cov_type != cov_type:
+    if model_name(prior.cov_type) != model_name(cov_type):
         raise ValueError(
             f"the prior is for cov_type={prior.cov_type!r}, the mixture is {cov_type!r}; "
             f"build the prior with cov_type={cov_type!r}."
@@ -237,22 +245,24 @@ def log_prior(gmm: GMM, prior: Prior, active=None) -> Float[Array, ""]:
     # `_likelihood.squared_mahalanobis`, whose float64 expansion (built for N x K products)
     # cancels and clamps at 0 exactly where μ_k ≈ m.
     diff = gmm.means - prior.mean  # (K, D)
-    if gmm.cov_type == "full":
+    if layout(gmm.cov_type) == "full":
         maha = jnp.sum(jnp.square(jnp.einsum("kd,kde->ke", diff, U)), axis=-1)
-    elif gmm.cov_type == "tied":
+    elif layout(gmm.cov_type) == "tied":
         maha = jnp.sum(jnp.square(diff @ U), axis=-1)
-    elif gmm.cov_type == "diag":
+    elif layout(gmm.cov_type) == "diag":
         maha = jnp.sum(jnp.square(diff * U), axis=-1)
     else:
         maha = jnp.sum(jnp.square(diff), axis=-1) * jnp.square(U)
     half_logdet_k = (
-        half_logdet_prec if gmm.cov_type != "tied" else jnp.broadcast_to(half_logdet_prec, (k,))
+        half_logdet_prec
+        if layout(gmm.cov_type) != "tied"
+        else jnp.broadcast_to(half_logdet_prec, (k,))
     )
     safe_kappa = jnp.where(kappa > 0, kappa, 1.0)
     mean_term = 0.5 * d * jnp.log(safe_kappa / (2 * jnp.pi)) + half_logdet_k - 0.5 * kappa * maha
     lp = lp + jnp.where(kappa > 0, jnp.sum(jnp.where(active, mean_term, 0.0)), 0.0)
 
-    if gmm.cov_type in ("full", "tied"):
+    if layout(gmm.cov_type) in ("full", "tied"):
         C = jnp.linalg.cholesky(prior.scale)
         log_det_scale = 2 * jnp.sum(jnp.log(jnp.diagonal(C)))
         # tr(Λ Σ⁻¹) = ‖Cᵀ U‖²_F with Λ = C Cᵀ and Σ⁻¹ = U Uᵀ.
@@ -264,7 +274,7 @@ def log_prior(gmm: GMM, prior: Prior, active=None) -> Float[Array, ""]:
             + (nu + d + 1) * half_logdet_prec
             - 0.5 * trace
         )
-        lp = lp + (iw if gmm.cov_type == "tied" else jnp.sum(jnp.where(active, iw, 0.0)))
+        lp = lp + (iw if layout(gmm.cov_type) == "tied" else jnp.sum(jnp.where(active, iw, 0.0)))
     else:
         # Inverse-gamma(a = ν/2, b = ς²/2) on each variance v = 1/U²:
         # a log b − log Γ(a) − (a + 1) log v − b / v.
@@ -272,7 +282,7 @@ def log_prior(gmm: GMM, prior: Prior, active=None) -> Float[Array, ""]:
         b = 0.5 * prior.scale
         log_prec = 2 * jnp.log(U)  # −log v
         ig = a * jnp.log(b) - gammaln(a) + (a + 1) * log_prec - b * jnp.square(U)
-        if gmm.cov_type == "diag":
+        if layout(gmm.cov_type) == "diag":
             ig = jnp.sum(ig, axis=-1)
         lp = lp + jnp.sum(jnp.where(active, ig, 0.0))
     return lp

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from . import _small_linalg as small_linalg
+from ._covariance import layout
 from ._params import GMM
 from ._validate import check_key, is_int
 
@@ -46,13 +47,13 @@ def _draw(gmm: GMM, key: PRNGKeyArray, *, rows: int):
     z = jax.random.categorical(key_z, jnp.log(gmm.weights), shape=(rows,))
     noise = jax.random.normal(key_x, (rows, gmm.n_features), gmm.means.dtype)
     cov = gmm.covariances
-    if gmm.cov_type in ("full", "tied"):
+    if layout(gmm.cov_type) in ("full", "tied"):
         chol = small_linalg.cholesky(cov)
-        if gmm.cov_type == "full":
+        if layout(gmm.cov_type) == "full":
             offset = jnp.einsum("nde,ne->nd", chol[z], noise)
         else:
             offset = noise @ chol.T
-    elif gmm.cov_type == "diag":
+    elif layout(gmm.cov_type) == "diag":
         offset = jnp.sqrt(cov[z]) * noise
     else:
         offset = jnp.sqrt(cov[z])[:, None] * noise

@@ -17,13 +17,14 @@ from jaxtyping import PRNGKeyArray
 
 from ._compare import format_table
 from ._config import FitConfig
+from ._covariance import ALIASES, LAYOUTS, MODELS, check_cov_type, layout
 from ._criteria import n_parameters, responsibility_entropy
 from ._em_method import EM
 from ._exceptions import FitFailedError
 from ._fit import run_prepared
 from ._likelihood import log_likelihood
 from ._objective import objective
-from ._params import COV_TYPES, GMM
+from ._params import GMM
 from ._prepare import prepare_fit
 from ._prior import default_reg_covar, resolve_prior
 from ._program import n_compiled
@@ -63,11 +64,38 @@ class Selection:
     def __str__(self) -> str:
         return format_table(self.rows)
 
+    def table(self, criterion: str | None = None) -> str:
+        """The criterion as a K x covariance-model table (mclust's BIC table; gmmjax's sign,
+        lower is better: mclust prints 2ℓ − p log N, the negative), the best cell starred and
+        failed cells "--"."""
+        criterion = self.criterion if criterion is None else criterion
+        if criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
+        models = list(dict.fromkeys(r["cov_type"] for r in self.rows))
+        ks = sorted({r["n_components"] for r in self.rows})
+        value = {(r["n_components"], r["cov_type"]): r[criterion] for r in self.rows}
+        best = min((v, key) for key, v in value.items() if not np.isnan(v))[1]
+        table = []
+        for k in ks:
+            line = {"K": k}
+            for m in models:
+                v = value.get((k, m), float("nan"))
+                line[m] = "--" if np.isnan(v) else f"{v:.2f}" + ("*" if (k, m) == best else "")
+            table.append(line)
+        return format_table(table)
+
+    def plot(self, ax=None, criterion: str | None = None):
+        """The criterion against K, one line per covariance model (mclust's
+        `plot(mclustBIC(...))`), the best cell circled; returns the matplotlib Axes."""
+        from ._select_plot import plot_criterion
+
+        return plot_criterion(self, ax=ax, criterion=criterion)
+
 
 def select(
     X,
     n_components=range(1, 11),
-    cov_types=COV_TYPES,
+    cov_types=LAYOUTS,
     criterion: str = "bic",
     n_restarts: int = 8,
     *,
@@ -89,6 +117,10 @@ def select(
     criteria use the log-likelihood at the MAP estimate without the prior term (mclust's
     convention). `reg_covar` defaults to 1e-6 without a prior and 0 with one.
 
+    `cov_types`: names of `fit`'s cov_type (scikit-learn's or mclust's), one name, or "all":
+    mclust's fourteen models (with a prior, the four that have one). `Selection.table()` and
+    `Selection.plot()` show the grid as mclust does.
+
     A cell whose every restart failed (a collapsed component, non-finite iterates) gets NaN
     criteria and its status in `rows`, cannot be selected, and is named in one RuntimeWarning;
     the rest of the grid is unaffected.
@@ -101,10 +133,7 @@ def select(
     ks = _grid_of_counts(n_components)
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
-    cov_types = tuple(cov_types)
-    for cov in cov_types:
-        if cov not in COV_TYPES:
-            raise ValueError(f"cov_type must be one of {COV_TYPES}, got {cov!r}.")
+    cov_types = _grid_of_models(cov_types, prior)
     k_max = ks[-1]
     if prior is not None and not isinstance(prior, str):
         for cov in cov_types:
@@ -201,6 +230,22 @@ def select(
     )
 
 
+def _grid_of_models(cov_types, prior) -> tuple[str, ...]:
+    """The covariance models of the grid: "all" is mclust's fourteen (the four that have a
+    prior when one is given, as mclust drops the others with a prior); a single name is a
+    grid of one."""
+    if isinstance(cov_types, str):
+        if cov_types == "all":
+            return tuple(ALIASES.values()) if prior is not None else MODELS
+        cov_types = (cov_types,)
+    cov_types = tuple(cov_types)
+    if not cov_types:
+        raise ValueError("cov_types is empty; pass names such as ('VVV', 'EEE') or 'all'.")
+    for cov in cov_types:
+        check_cov_type(cov)
+    return cov_types
+
+
 def _grid_of_counts(n_components) -> list[int]:
     """The sorted distinct K of the grid: a collection of integers >= 1 (NumPy's included)."""
     if isinstance(n_components, numbers.Integral | str) or not hasattr(n_components, "__iter__"):
@@ -235,6 +280,6 @@ def _failed_row(k: int, cov_type: str, status: Status) -> dict:
 
 def _first_components(gmm: GMM, k: int) -> GMM:
     """The k active components of a padded fit (masked ones have weight exactly 0)."""
-    cov = gmm.covariances if gmm.cov_type == "tied" else gmm.covariances[:k]
+    cov = gmm.covariances if layout(gmm.cov_type) == "tied" else gmm.covariances[:k]
     weights = gmm.weights[:k]
     return GMM(weights / jnp.sum(weights), gmm.means[:k], cov, gmm.cov_type)

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from ._covariance import layout
 from ._likelihood import _expand_quadratic, matmul_precision, quadratic_features, unpack_symmetric
 
 
@@ -100,7 +101,7 @@ def _second_moment(X, resp, s0, raw1, shift, cov_type):
     """Σ γ (x−c)(x−c)ᵀ = Σ γ xxᵀ − c (Σγx)ᵀ − (Σγx) cᵀ + s0 ccᵀ, by matrix products with φ(x)
     shared by every component and restart (float64; see `_likelihood._expand_quadratic`)."""
     d = X.shape[-1]
-    if cov_type == "full":
+    if layout(cov_type) == "full":
         xx = unpack_symmetric(
             jnp.dot(resp.T, quadratic_features(X), precision=matmul_precision()), d
         )
@@ -111,7 +112,7 @@ def _second_moment(X, resp, s0, raw1, shift, cov_type):
             - jnp.swapaxes(cr, -1, -2)
             + s0[:, None, None] * jnp.einsum("kd,ke->kde", shift, shift)
         )
-    if cov_type == "tied":
+    if layout(cov_type) == "tied":
         w = jnp.sum(resp, axis=1)
         xx = unpack_symmetric(jnp.dot(w, quadratic_features(X), precision=matmul_precision()), d)
         cr = jnp.dot(shift.T, raw1, precision=matmul_precision())
@@ -126,9 +127,9 @@ def _second_moment_direct(X, resp, shift, cov_type):
     """The same sums from explicit (N, K, D) differences: no cancellation (float32)."""
     diff = X[:, None, :] - shift[None]
     weighted = resp[:, :, None] * diff
-    if cov_type == "full":
+    if layout(cov_type) == "full":
         return jnp.einsum("nkd,nke->kde", weighted, diff, precision=matmul_precision())
-    if cov_type == "tied":
+    if layout(cov_type) == "tied":
         return jnp.einsum("nkd,nke->de", weighted, diff, precision=matmul_precision())
     return jnp.sum(weighted * diff, axis=0)
 
@@ -158,7 +159,7 @@ def reshift(stats: SufficientStatistics, shift: Float[Array, "k d"]) -> Sufficie
 def zero_statistics(shift: Float[Array, "k d"], cov_type: str) -> SufficientStatistics:
     """Statistics of no rows (all zeros) about `shift`, s2 in the shape `cov_type` needs."""
     k, d = shift.shape
-    s2_shape = {"full": (k, d, d), "tied": (d, d)}.get(cov_type, (k, d))
+    s2_shape = {"full": (k, d, d), "tied": (d, d)}.get(layout(cov_type), (k, d))
     zeros = jnp.zeros_like(shift)
     return SufficientStatistics(zeros[:, 0], zeros, jnp.zeros(s2_shape, shift.dtype), shift)
 

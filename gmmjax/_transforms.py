@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from . import _small_linalg as small_linalg
+from ._covariance import layout
 from ._likelihood import matmul_precision
 from ._params import GMM
 
@@ -42,7 +43,7 @@ def to_unconstrained(gmm: GMM) -> Unconstrained:
     """GMM -> unconstrained coordinates."""
     log_w = jnp.log(gmm.weights)
     logits = log_w - jnp.mean(log_w, axis=-1, keepdims=True)
-    if gmm.cov_type in ("full", "tied"):
+    if layout(gmm.cov_type) in ("full", "tied"):
         chol = small_linalg.cholesky(gmm.covariances)
         diag = jnp.diagonal(chol, axis1=-2, axis2=-1)
         scale = _set_diagonal(chol, jnp.log(diag))
@@ -54,7 +55,7 @@ def to_unconstrained(gmm: GMM) -> Unconstrained:
 def from_unconstrained(u: Unconstrained) -> GMM:
     """Unconstrained coordinates -> GMM (weights on the simplex, covariances positive definite)."""
     weights = jax.nn.softmax(u.logits, axis=-1)
-    if u.cov_type in ("full", "tied"):
+    if layout(u.cov_type) in ("full", "tied"):
         lower = jnp.tril(u.scale, k=-1)
         chol = _set_diagonal(lower, jnp.exp(jnp.diagonal(u.scale, axis1=-2, axis2=-1)))
         cov = jnp.matmul(chol, jnp.swapaxes(chol, -1, -2), precision=matmul_precision())

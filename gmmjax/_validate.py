@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._params import COV_TYPES, GMM, covariance_shape
+from ._covariance import check_cov_type
+from ._params import GMM, covariance_shape
 
 INIT_METHODS = ("kmeans++", "random_from_data", "random")
 
@@ -234,8 +235,7 @@ def check_fit_options(
             f"n_components={n_components} exceeds the number of samples ({n_samples}); "
             "lower n_components or pass more data."
         )
-    if cov_type not in COV_TYPES:
-        raise ValueError(f"cov_type must be one of {COV_TYPES}, got {cov_type!r}.")
+    check_cov_type(cov_type)
     if init not in INIT_METHODS:
         raise ValueError(f"init must be one of {INIT_METHODS}, got {init!r}.")
     if not is_int(n_restarts) or n_restarts < 1:

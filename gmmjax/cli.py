@@ -262,6 +262,53 @@ def _cmd_fit(args) -> None:
         print(f"model written to {args.out}")
 
 
+def _cmd_select(args) -> None:
+    import jax
+
+    import gmmjax as gj
+
+    if args.plot and not args.plot.endswith((".png", ".pdf", ".svg")):
+        raise ValueError(f"--plot {args.plot}: give a .png, .pdf or .svg path")
+    X = _load_matrix(args.data, missing=False)
+    ks = range(1, min(args.k_max, X.shape[0]) + 1)
+    models = "all" if args.models == "all" else tuple(m.strip() for m in args.models.split(","))
+    sel = gj.select(
+        X,
+        ks,
+        cov_types=models,
+        criterion=args.criterion,
+        n_restarts=args.restarts,
+        key=jax.random.key(args.seed),
+        max_iter=args.max_iter,
+        tol=args.tol,
+        prior=None if args.prior == "none" else args.prior,
+    )
+    print(
+        f"data: {args.data} ({X.shape[0]} x {X.shape[1]}), K = 1..{ks[-1]}, "
+        f"{args.restarts} restarts per cell, {args.criterion.upper()} (lower is better; "
+        "mclust prints the negative of BIC)"
+    )
+    print(sel.table())
+    print(f"best: {sel.cov_type}, K = {sel.n_components}")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        ax = sel.plot()
+        ax.figure.savefig(args.plot, dpi=120)
+        plt.close(ax.figure)
+        print(f"figure written to {args.plot}")
+
+
+# Spelled out (not imported from gmmjax._covariance) so that `gmmjax --help` need not import
+# jax; a test checks they are the same.
+COV_TYPES = (
+    "full", "diag", "spherical", "tied", "EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE",
+    "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV",
+)  # fmt: skip
+
 # The largest seed jax.random.key takes with float64 (int64) enabled, as the command does.
 _MAX_SEED = 2**63 - 1
 
@@ -312,7 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     positive = _int_at_least(1)
     fit.add_argument("-k", type=positive, required=True, help="number of components (>= 1)")
-    fit.add_argument("--cov", default="full", choices=("full", "diag", "spherical", "tied"))
+    fit.add_argument(
+        "--cov",
+        default="full",
+        choices=COV_TYPES,
+        help="scikit-learn's names or mclust's models (EII ... VVV)",
+    )
     fit.add_argument("--restarts", type=positive, default=16)
     # Spelled out (not imported from gmmjax._fit) so that `gmmjax --help` need not import jax.
     methods = ("em", "squarem", "daarem", "online_em", "incremental_em", "lbfgs", "adam", "sgd")
@@ -337,6 +389,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--out", help="write the best model to this .npz")
     fit.set_defaults(func=_cmd_fit)
+
+    select = sub.add_parser(
+        "select", help="BIC over K and covariance models (mclust's Mclust grid) for a data file"
+    )
+    select.add_argument("data", help="an (N, D) matrix file, as for fit")
+    select.add_argument("--k-max", type=positive, default=9, help="fit K = 1..k_max (default 9)")
+    select.add_argument(
+        "--models",
+        default="all",
+        help="'all' (mclust's fourteen) or a comma-separated list such as VVV,EEE,VII",
+    )
+    select.add_argument("--criterion", default="bic", choices=("bic", "aic", "icl"))
+    select.add_argument("--restarts", type=positive, default=8)
+    select.add_argument("--max-iter", type=positive, default=500)
+    select.add_argument("--tol", type=_non_negative_float, default=1e-6)
+    select.add_argument(
+        "--seed", type=_int_at_least(0, _MAX_SEED), default=0, help=f"0 to {_MAX_SEED}"
+    )
+    select.add_argument(
+        "--prior",
+        default="none",
+        choices=("none", "mclust"),
+        help="mclust: MAP fits with R mclust's default prior (the models that have one)",
+    )
+    select.add_argument("--plot", help="write the criterion-vs-K figure (.png, .pdf, .svg)")
+    select.set_defaults(func=_cmd_select)
 
     demo = sub.add_parser("demo", help="the EM-vs-gradient study on built-in data (~1 minute)")
     demo.add_argument("--out", help="output folder (default results/demo)")

@@ -202,6 +202,8 @@ def test_em_never_decreases_the_observed_data_log_likelihood(mixture_with_holes,
     )
 
 
+# Long (the suite's slowest); `make test-all` runs it.
+@pytest.mark.slow
 def test_gradient_and_accelerated_methods_reach_em_s_optimum(mixture_with_holes):
     _, X = mixture_with_holes
     common = dict(key=jax.random.key(2), n_restarts=2, missing="em", max_iter=400)

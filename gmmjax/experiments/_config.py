@@ -15,10 +15,10 @@ import math
 import tomllib
 from pathlib import Path
 
+from .._covariance import COV_TYPES
 from .._datasets import DATASETS
 from .._fit import METHOD_NAMES
 from .._gradient import DEFAULT_LEARNING_RATE
-from .._params import COV_TYPES
 from .._validate import INIT_METHODS
 
 
