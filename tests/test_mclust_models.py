@@ -82,17 +82,35 @@ def grid_against_mclust(dataset, n_restarts):
     return X.shape[0], sel, ours
 
 
+def from_mclust_start(X, row):
+    """EM for one cell from mclust's own initial partition (its hierarchical clustering)."""
+    z = np.eye(row["G"])[np.asarray(row["init_class"]) - 1]
+    start = gj.m_step(X, z, cov_type=row["model"], reg_covar=0.0)
+    res = gj.fit_em(
+        X, row["G"], key=jax.random.key(0), cov_type=row["model"], init_params=start,
+        reg_covar=0.0, tol=1e-10, max_iter=3000,
+    )  # fmt: skip
+    return float(res.log_likelihood[0]) * X.shape[0]
+
+
 def check_grid(dataset, n_restarts):
+    """Every cell mclust fitted: gmmjax's best of `n_restarts` k-means++ starts, or where that
+    is lower (another local optimum), EM from mclust's own start, reaches mclust's
+    log-likelihood less mclust's relative tolerance 1e-5; the BIC-best cell is mclust's.
+    Returns the cells where gmmjax's grid found a higher optimum, and by how much."""
     n, sel, ours = grid_against_mclust(dataset, n_restarts)
+    X = data(dataset)
     higher = {}
     for row in ROWS:
         if row["dataset"] != dataset or row["loglik"] is None:
             continue
         cell = ours[(row["model"], row["G"])]
         assert cell["n_parameters"] == row["npar"]
+        floor = row["loglik"] - 1e-5 * abs(row["loglik"])
         ll = cell["log_likelihood"] * n
-        # mclust stops at a relative change of 1e-5, so it may sit that far below the optimum.
-        assert ll >= row["loglik"] - 1e-5 * abs(row["loglik"]), (row["model"], row["G"], ll)
+        if not ll >= floor:
+            ll = from_mclust_start(X, row)
+        assert ll >= floor, (row["model"], row["G"], ll, row["loglik"])
         if ll > row["loglik"] + 1e-5 * abs(row["loglik"]):
             higher[(row["model"], row["G"])] = ll - row["loglik"]
     best = next(b for b in FIXTURE["best"] if b["dataset"] == dataset and not b["prior"])
