@@ -10,7 +10,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 from scipy.optimize import linear_sum_assignment
 
-from ._fit import _fit, resolve_method
+from ._fit import _fit, check_method_supports, resolve_method
 from ._init import initialize
 from ._params import GMM
 from ._result import FitResult
@@ -103,7 +103,7 @@ def compare(
         seconds (wall clock of the compiled fit, all restarts) and compile_seconds (its
             ahead-of-time compilation, `jit(...).lower(...).compile()`, timed separately);
         reach_best (fraction of restarts ending within 1e-4 of that best value);
-        failed (restarts whose `Status.failed`: non-finite or degenerate);
+        failed (restarts whose `Status.failed`: non-finite or degenerate iterates);
         param_error (with `true_params`: max abs error of weights and means of the best
             restart after matching components by the Hungarian algorithm, via scipy).
 
@@ -120,8 +120,8 @@ def compare(
     X must be complete: missing values (NaN) are a ValueError.
     """
     X = check_data(X, nan_message=_NO_MISSING)
-    for method in methods:  # refuse a bad name before anything is compiled
-        resolve_method(method)
+    for method in methods:  # refuse a bad name or model before anything is compiled
+        check_method_supports(resolve_method(method), cov_type)
     unknown = set(learning_rates or {}) - set(methods)
     if unknown:
         raise ValueError(f"learning_rates has methods not in methods: {sorted(unknown)}.")

@@ -49,7 +49,7 @@ _LAYOUT_OF_MODEL = {
 }  # fmt: skip
 # Models whose M-step iterates (an inner loop, capped at INNER_MAX_ITER steps).
 ITERATIVE = ("VEI", "VEE", "VEV", "EVE", "VVE")
-INNER_MAX_ITER = 1000
+INNER_MAX_ITER = 100
 
 
 def check_cov_type(cov_type) -> None:
@@ -124,6 +124,22 @@ def constrained_covariances(
     return fn(scatter, counts), jnp.array(True)
 
 
+# Models whose set of covariances is convex (an average of members is a member): iterate
+# averaging (online EM) keeps them; the others are mapped back by `project`.
+CONVEX = ("EII", "VII", "EEI", "VVI", "EEE", "VVV")
+
+
+def project(cov_type: str, covariances: Array, weights: Float[Array, " k"], start: Array):
+    """Covariances in the model again after averaging: the M-step on the scatter w_k Σ̄_k with
+    counts w_k (identity on members of the model; the weights' scale does not matter).
+    Components of weight 0 keep their covariance."""
+    if model_name(cov_type) in CONVEX:
+        return covariances
+    scale = weights.reshape((-1,) + (1,) * (covariances.ndim - 1))  # never tied (EEE): convex
+    projected, _ = constrained_covariances(cov_type, covariances * scale, weights, start=start)
+    return jnp.where(scale > 0, projected, covariances)
+
+
 # ---- closed forms ---------------------------------------------------------------------------
 
 
@@ -159,7 +175,9 @@ def _vvi(S, n):
 
 
 def _evi(S, n):
-    # Σ_k = λ A_k: A_k = S_k / |S_k|^(1/D), λ = Σ_k |S_k|^(1/D) / N.
+    # Σ_k = λ A_k: A_k = S_k / |S_k|^(1/D), λ = Σ_k |S_k|^(1/D) / N. A (nearly) empty
+    # component's scatter may round below 0: clamp it, so it reads as degenerate, not NaN.
+    S = jnp.maximum(S, 0.0)
     g = _geometric_mean(S)
     lam = jnp.sum(g) / _safe(jnp.sum(n))
     return lam * _ratio(S, g[:, None])
@@ -182,7 +200,9 @@ def _log_volume(S):
 def _evv(S, n):
     # Σ_k = λ C_k with |C_k| = 1: C_k = S_k / |S_k|^(1/D), λ = Σ_k |S_k|^(1/D) / N.
     g = jnp.exp(_log_volume(S))
-    g = jnp.where(n > 0, g, 0.0)
+    # An empty component without regularisation has a singular S_k (NaN factor): it must
+    # not spread NaN through the common volume; it stays degenerate on its own.
+    g = jnp.where((n > 0) & jnp.isfinite(g), g, 0.0)
     lam = jnp.sum(g) / _safe(jnp.sum(n))
     return lam * _ratio(S, g[:, None, None])
 
@@ -265,6 +285,7 @@ def _alternate_volume_shape(values, n, shape, max_inner):
 
 
 def _vei(S, n, start, max_inner):
+    S = jnp.maximum(S, 0.0)  # see `_evi`
     shape = _unit_determinant(jnp.sum(S, axis=0) if start is None else start[0])
     lam, shape, ok = _alternate_volume_shape(S, n, shape, max_inner)
     return lam[:, None] * shape, ok
@@ -309,8 +330,8 @@ def _vee(S, n, start, max_inner):
 
 
 def _rotated_diagonals(S, Q):
-    """diag(Qᵀ S_k Q), (K, D)."""
-    return jnp.einsum("di,kde,ei->ki", Q, S, Q)
+    """diag(Qᵀ S_k Q), (K, D), clamped at 0 (rounding; see `_evi`)."""
+    return jnp.maximum(jnp.einsum("di,kde,ei->ki", Q, S, Q), 0.0)
 
 
 def _orientation_step(S, Q, precisions, bound):
@@ -334,7 +355,11 @@ def _common_orientation(S, n, start, max_inner, shapes_given_orientation):
     if start is None:
         _, Q = jnp.linalg.eigh(jnp.sum(S, axis=0))
     else:
-        _, Q = jnp.linalg.eigh(start[0])
+        # The previous covariances share Q; one of them alone may have tied eigenvalues (an
+        # empty component's shape is I), which leaves Q undetermined. A combination with
+        # distinct weights has distinct eigenvalues and the same eigenvectors.
+        weights = jnp.arange(1, start.shape[0] + 1, dtype=start.dtype)
+        _, Q = jnp.linalg.eigh(jnp.einsum("k,kde->de", weights, start))
     bound = jnp.linalg.eigvalsh(S)[:, -1]
 
     def update(state):

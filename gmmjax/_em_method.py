@@ -25,22 +25,30 @@ def em_map(gmm: GMM, problem: Problem) -> tuple[GMM, Array, Array]:
     """One EM update θ -> M(θ) in one fused pass: (M(θ), f(θ), failure code).
 
     f(θ) is the objective of the *input*, a by-product of the E-step. The failure code is OK,
-    Status.NON_FINITE, Status.DEGENERATE (a covariance that is not positive definite) or
-    Status.M_STEP_NOT_CONVERGED (an iterative mclust model's inner loop hit its cap). Every
+    Status.NON_FINITE or Status.DEGENERATE (a covariance that is not positive definite). Every
     member of the EM family calls it.
     """
+    new, value, failure, _ = em_update(gmm, problem)
+    return new, value, failure
+
+
+def em_update(gmm: GMM, problem: Problem) -> tuple[GMM, Array, Array, Array]:
+    """`em_map` and whether the M-step was exact: False when an iterative mclust model's
+    inner loop stopped at its cap (the update still increases the objective: a generalised
+    EM step)."""
     stats, ll = streamed_e_statistics(gmm, problem.data)
-    new, failure = m_step_checked(stats, gmm.cov_type, problem, start=gmm.covariances)
-    return new, problem.value(gmm, ll), failure
+    new, failure, exact = m_step_checked(stats, gmm.cov_type, problem, start=gmm.covariances)
+    return new, problem.value(gmm, ll), failure, exact
 
 
 def m_step_checked(
     stats, cov_type: str, problem: Problem, *, start: Array | None = None
-) -> tuple[GMM, Array]:
-    """`m_step_from_statistics` with the problem's prior, mask and reg_covar, and its failure
-    code (see `em_map`). `start`: the current covariances, where the inner loop of mclust's
-    iterative models begins (so each M-step increases Q even when that loop stops early)."""
-    new, inner_ok = m_step_with_status(
+) -> tuple[GMM, Array, Array]:
+    """`m_step_from_statistics` with the problem's prior, mask and reg_covar: (parameters,
+    failure code (see `em_map`), exact). `start`: the current covariances, where the inner
+    loop of mclust's iterative models begins, so that each M-step increases Q even when that
+    loop stops at its cap (then `exact` is False)."""
+    new, exact = m_step_with_status(
         stats,
         cov_type=cov_type,
         reg_covar=problem.reg_covar,
@@ -54,10 +62,8 @@ def m_step_checked(
     # gets 10·eps, so it keeps a finite mean and a covariance of reg_covar·I, and fails only
     # when that is not positive definite (reg_covar = 0 without a prior).
     collapsed = ~jnp.all(jnp.isfinite(new.precisions_cholesky))
-    failure = jnp.where(inner_ok, OK, Status.M_STEP_NOT_CONVERGED)
-    failure = jnp.where(collapsed, Status.DEGENERATE, failure)
-    failure = jnp.where(moments_ok, failure, Status.NON_FINITE)
-    return new, failure
+    failure = jnp.where(moments_ok, jnp.where(collapsed, Status.DEGENERATE, OK), Status.NON_FINITE)
+    return new, failure, exact
 
 
 def only_own_options(options: dict, name: str) -> None:
@@ -88,8 +94,10 @@ class EM:
         return gmm, None
 
     def step(self, gmm: GMM, aux, problem: Problem, hyper) -> StepOutput:
-        new, value, failure = em_map(gmm, problem)
-        return StepOutput(new, aux, value, failure)
+        new, value, failure, exact = em_update(gmm, problem)
+        # Converged only after an exact M-step: an inner loop stopped at its cap has not
+        # found the maximiser yet, whatever the change in the objective.
+        return StepOutput(new, aux, value, failure, can_stop=exact)
 
     def to_gmm(self, params: GMM) -> GMM:
         return params

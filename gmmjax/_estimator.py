@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
-from ._covariance import layout
+from ._covariance import COV_TYPES, layout
 from ._criteria import aic, bic, n_parameters
 from ._em import e_step
 from ._exceptions import (
@@ -31,7 +31,7 @@ from ._fit import FitResult, _fit
 from ._init import initialize
 from ._io import load, save
 from ._likelihood import log_likelihood, log_prob
-from ._params import GMM
+from ._params import GMM, covariance_shape
 from ._sample import sample
 from ._solver import Status
 from ._validate import check_data, check_data_host, float_dtype_for, is_int
@@ -42,7 +42,8 @@ _INIT_NAMES = {
     "random": "random",
     "random_from_data": "random_from_data",
 }
-_COV_TYPES = ("full", "tied", "diag", "spherical")
+# scikit-learn's four names, and mclust's fourteen models (fitted by EM like the others).
+_COV_TYPES = COV_TYPES
 
 # scikit-learn's message when a covariance cannot be factorised; ours adds the status message.
 _ILL_DEFINED = (
@@ -304,8 +305,7 @@ class GaussianMixture:
         if self.precisions_init is not None:
             name = f"{cov_type} precision"
             p = _as_float_array(self.precisions_init, name, dtype)
-            shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}
-            _check_shape(p, shape[cov_type], name)
+            _check_shape(p, covariance_shape(cov_type, k, d), name)
             if layout(cov_type) in ("full", "tied"):
                 mats = p.reshape(-1, d, d)
                 symmetric = np.allclose(mats, np.swapaxes(mats, -1, -2))

@@ -116,7 +116,11 @@ def fit(
             object with options (`gmmjax.SQUAREM(mon_tol=0.0)`, `gmmjax.DAAREM(...)`,
             `gmmjax.OnlineEM(batch_size=...)`, `gmmjax.IncrementalEM(n_blocks=...)`,
             `gmmjax.EM()`, `gmmjax.Gradient(...)`).
-        cov_type: "full", "diag", "spherical" or "tied".
+        cov_type: "full", "diag", "spherical" or "tied" (scikit-learn's names), or one of R
+            mclust's fourteen models "EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE",
+            "EVE", "VVE", "EEV", "VEV", "EVV", "VVV" (docs/math.md §11; the four are VII,
+            VVI, EEE, VVV). The EM family (EM, online and incremental EM) fits every model;
+            gradient methods, SQUAREM, DAAREM and priors take the four only.
         n_restarts: R.
         init: "kmeans++", "random_from_data" or "random"; ignored with `init_params`.
         max_iter: maximum steps per restart (default 100 for EM, SQUAREM, DAAREM and

@@ -108,7 +108,9 @@ class IncrementalEM:
             waiting = _add(waiting, old, -1.0)
             done = _add(done, fresh)
             summed = reshift(_add(waiting, done), gmm.means)
-            new, new_failure = m_step_checked(summed, gmm.cov_type, problem, start=gmm.covariances)
+            new, new_failure, _ = m_step_checked(
+                summed, gmm.cov_type, problem, start=gmm.covariances
+            )
             gmm = jax.tree.map(lambda a, c: jnp.where(new_failure == OK, a, c), new, gmm)
             failure = jnp.where(failure == OK, new_failure, failure).astype(jnp.int32)
             new_stats = jax.tree.map(lambda all_, one: all_.at[b].set(one), new_stats, fresh)

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from ._covariance import project
 from ._em import block_e_statistics
 from ._em_method import check_option, m_step_checked, only_own_options
 from ._method import Problem
@@ -124,9 +125,13 @@ class OnlineEM:
         return iterates, aux
 
     def to_gmm(self, params: Iterates) -> GMM:
-        averaged = GMM(
-            params.mean_weights, params.mean_means, params.mean_covariances, params.current.cov_type
+        cov_type = params.current.cov_type
+        # An average of structured covariances can leave a non-convex mclust model (EVI, EEV,
+        # ...): map it back by the model's M-step.
+        covariances = project(
+            cov_type, params.mean_covariances, params.mean_weights, params.current.covariances
         )
+        averaged = GMM(params.mean_weights, params.mean_means, covariances, cov_type)
         return jax.tree.map(
             lambda a, b: jnp.where(params.n_averaged > 0, a, b), averaged, params.current
         )
@@ -154,7 +159,7 @@ class OnlineEM:
             mean = scaled(batch, 1.0 / jnp.maximum(batch_weight, jnp.finfo(dtype).tiny))
             prev = reshift(stats, gmm.means)
             stats = jax.tree.map(lambda a, b: (1 - rate) * a + rate * b, prev, mean)
-            new, new_failure = m_step_checked(
+            new, new_failure, _ = m_step_checked(
                 scaled(stats, problem.total_weight),
                 gmm.cov_type,
                 problem,

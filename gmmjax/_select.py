@@ -17,7 +17,7 @@ from jaxtyping import PRNGKeyArray
 
 from ._compare import format_table
 from ._config import FitConfig
-from ._covariance import ALIASES, LAYOUTS, MODELS, check_cov_type, layout
+from ._covariance import ALIASES, LAYOUTS, MODELS, check_cov_type, layout, model_name
 from ._criteria import n_parameters, responsibility_entropy
 from ._em_method import EM
 from ._exceptions import FitFailedError
@@ -74,7 +74,10 @@ class Selection:
         models = list(dict.fromkeys(r["cov_type"] for r in self.rows))
         ks = sorted({r["n_components"] for r in self.rows})
         value = {(r["n_components"], r["cov_type"]): r[criterion] for r in self.rows}
-        best = min((v, key) for key, v in value.items() if not np.isnan(v))[1]
+        if criterion == self.criterion:  # the cell `select` chose (first of any ties)
+            best = (self.n_components, self.cov_type)
+        else:
+            best = min((v, key) for key, v in value.items() if not np.isnan(v))[1]
         table = []
         for k in ks:
             line = {"K": k}
@@ -137,7 +140,7 @@ def select(
     k_max = ks[-1]
     if prior is not None and not isinstance(prior, str):
         for cov in cov_types:
-            if getattr(prior, "cov_type", cov) != cov:
+            if model_name(getattr(prior, "cov_type", cov)) != model_name(cov):
                 raise ValueError(
                     f"a gmmjax.Prior is for one covariance type ({prior.cov_type!r}); pass "
                     f'cov_types=("{prior.cov_type}",) or prior="mclust", which builds one per '
@@ -214,7 +217,7 @@ def select(
         warnings.warn(
             f"{len(failed)} of {len(rows)} grid cells failed (every restart collapsed or became "
             f"non-finite) and cannot be selected: {failed}; see Selection.rows' status. Raise "
-            "reg_covar, use a prior, or drop those K.",
+            "reg_covar, use a prior (scikit-learn's four models have one), or drop those K.",
             RuntimeWarning,
             stacklevel=2,
         )

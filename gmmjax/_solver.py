@@ -34,7 +34,6 @@ class Status(enum.IntEnum):
     NON_FINITE = 2  # the objective or the parameters became NaN/inf
     DEGENERATE = 3  # a covariance lost positive definiteness or a component emptied
     PRUNED = 4  # stopped by successive halving: it trailed the other restarts
-    M_STEP_NOT_CONVERGED = 5  # an iterative mclust model's inner M-step loop hit its cap
 
     @property
     def message(self) -> str:
@@ -61,11 +60,7 @@ def _as_status_array(status):
 def failed(status) -> Array:
     """Elementwise `Status.failed` of an array of status codes."""
     status = _as_status_array(status)
-    return (
-        (status == Status.NON_FINITE)
-        | (status == Status.DEGENERATE)
-        | (status == Status.M_STEP_NOT_CONVERGED)
-    )
+    return (status == Status.NON_FINITE) | (status == Status.DEGENERATE)
 
 
 def succeeded(status) -> Array:
@@ -90,11 +85,6 @@ _MESSAGES = {
     Status.PRUNED: (
         "stopped early by successive halving: its objective trailed the other restarts'"
     ),
-    Status.M_STEP_NOT_CONVERGED: (
-        "the inner iterations of the M-step (mclust's VEI, VEE, VEV, EVE, VVE) reached their cap "
-        "before their tolerance; the last parameters (each step still increased the objective) "
-        "are returned"
-    ),
 }
 
 RUNNING = -1
@@ -108,7 +98,7 @@ class StepOutput(eqx.Module):
     # step is a pass of many updates, report the pass's running estimate instead (their
     # docstrings say how it is formed); the fit's final `objective` is always exact.
     value: Float[Array, ""]
-    failure: Int[Array, ""]  # OK or a failing Status (`failed`)
+    failure: Int[Array, ""]  # OK, Status.NON_FINITE or Status.DEGENERATE
     # A method's own extra convergence condition (e.g. a small gradient), ANDed with the tol test.
     can_stop: Bool[Array, ""] | bool = True
     # Work, in evaluations of the objective over the data (with its gradient where one is

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._covariance import check_cov_type
+from ._covariance import check_cov_type, model_name
 from ._params import GMM, covariance_shape
 
 INIT_METHODS = ("kmeans++", "random_from_data", "random")
@@ -270,7 +270,7 @@ def check_init_params(
     """`init_params` must be a GMM of this cov_type, unbatched or with a leading restart axis."""
     if not isinstance(init_params, GMM):
         raise ValueError(f"init_params must be a gmmjax.GMM, got {type(init_params).__name__}.")
-    if init_params.cov_type != cov_type:
+    if model_name(init_params.cov_type) != model_name(cov_type):
         raise ValueError(
             f"init_params has cov_type={init_params.cov_type!r} but the fit asks for "
             f"cov_type={cov_type!r}; build init_params with the same cov_type."

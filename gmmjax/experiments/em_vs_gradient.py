@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._covariance import layout
 from .._datasets import make_mixture
 from . import _plots
 from ._common import compare_records, draw_gap_curve, in_best_basin, method_rows
@@ -179,7 +180,7 @@ def figures(config, records, out):
 def _full_covs(record, config):
     cov = np.asarray(record["covariances"])
     k, d = len(record["means"]), len(record["means"][0])
-    kind = config["fit"]["cov_type"]
+    kind = layout(config["fit"]["cov_type"])
     if kind == "full":
         return cov
     if kind == "tied":
