@@ -335,17 +335,26 @@ def _rotated_diagonals(S, Q):
 
 
 def _orientation_step(S, Q, precisions, bound):
-    """One majorise-minimise step for a common orientation Q (Browne & McNicholas 2014).
+    """Two majorise-minimise steps for a common orientation Q (Browne & McNicholas 2014).
 
-    g(Q) = Σ_k tr(Π_k Qᵀ S_k Q) with Π_k = diag(precisions_k) equals Σ_k tr(Π_k Qᵀ (S_k −
-    α_k I) Q) + const for orthogonal Q; with α_k ≥ the largest eigenvalue of S_k that function
-    is concave in Q, so its tangent at the current Q majorises it and the minimiser of the
-    tangent over orthogonal matrices, Q' = U Vᵀ with U s Vᵀ = Σ_k (α_k I − S_k) Q Π_k, does
-    not increase g.
+    g(Q) = Σ_k tr(Π_k Qᵀ S_k Q) with Π_k = diag(precisions_k) is a quadratic form in Q with
+    matrix Σ_k Π_k ⊗ S_k. For orthogonal Q, subtracting α_k I from S_k (α_k ≥ its largest
+    eigenvalue) or β_k I from Π_k (β_k = its largest entry) changes g by a constant and
+    makes the form concave, so its tangent at the current Q majorises g; the tangent's
+    minimiser over orthogonal matrices is U Vᵀ from the SVD U s Vᵀ of
+        Σ_k (α_k I − S_k) Q Π_k      (first step)   or   Σ_k S_k Q (β_k I − Π_k)   (second).
+    Neither step increases g. The first is slow when the eigenvalues of S_k are spread and the
+    second when the precisions are, so one of each is taken (as mclust does).
     """
     d = S.shape[-1]
     shifted = bound[:, None, None] * jnp.eye(d, dtype=S.dtype) - S
-    G = jnp.einsum("kde,ef,kf->df", shifted, Q, precisions)
+    Q = _polar(jnp.einsum("kde,ef,kf->df", shifted, Q, precisions))
+    top = jnp.max(precisions, axis=-1, keepdims=True)
+    return _polar(jnp.einsum("kde,ef,kf->df", S, Q, top - precisions))
+
+
+def _polar(G):
+    """The orthogonal factor U Vᵀ of G = U s Vᵀ."""
     U, _, Vt = jnp.linalg.svd(G, full_matrices=False)
     return U @ Vt
 

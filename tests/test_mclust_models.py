@@ -43,7 +43,9 @@ def test_parameter_counts_equal_mclust():
         assert ours == row["npar"], (row["model"], k, d)
 
 
-@pytest.mark.parametrize("dataset", ["faithful", "iris", "wine"])
+@pytest.mark.parametrize(
+    "dataset", ["faithful", "iris", pytest.param("wine", marks=pytest.mark.slow)]
+)
 def test_density_and_bic_at_mclust_parameters(dataset):
     """At mclust's fitted parameters gmmjax's log-likelihood equals mclust's and its BIC is
     mclust's with the sign flipped: for each model, its smallest G >= 2 fitted without

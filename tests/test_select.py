@@ -37,7 +37,9 @@ def test_bic_recovers_diagonal_structure():
     assert (sel.n_components, sel.cov_type) == (3, "diag")
 
 
-@pytest.mark.parametrize("cov_type", ["full", "spherical", "tied"])
+@pytest.mark.parametrize(
+    "cov_type", ["full", *(pytest.param(c, marks=pytest.mark.slow) for c in ("spherical", "tied"))]
+)
 def test_padded_fit_equals_unpadded(cov_type):
     """Masked components change nothing: K of K_max equals a plain K-component fit."""
     X, _, _ = gj.make_mixture(n_components=3, n_features=2, n_samples=600, separation=1.5)
