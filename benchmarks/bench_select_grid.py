@@ -100,10 +100,9 @@ def main():
         ref = time_mclust(X, args.repeats)
         settings = (("mclust-like", 1, mclust_like_tol(X)), ("default", 8, 1e-6))
         for label, restarts, tol in settings:
-            # Each setting compiles 14 programs; dropping the previous ones keeps the process
-            # under the kernel's limit on memory maps (XLA's CPU executables each hold many:
-            # about 60 programs of this size ended in "LLVM compilation error: Cannot
-            # allocate memory" on a machine with 23 GiB free).
+            # Each setting compiles 14 programs; drop the previous ones: with about 60 of them
+            # alive, XLA's CPU compiler failed ("LLVM compilation error: Cannot allocate
+            # memory") on a machine with 23 GiB free.
             jax.clear_caches()
             first, warm, sel = time_gmmjax(X, restarts, tol, args.repeats)
             ours = f"{sel.cov_type},{sel.n_components}"

@@ -63,14 +63,15 @@ def m_step_from_statistics(
         spherical  σ²_k  = (ς² + tr W_k + tr B_k) / (ν + (n_k + b) D + 2)
 
     and `reg_covar`·I added to every covariance after that (scikit-learn's regulariser; with no
-    prior and reg_covar = 0 this is the maximum-likelihood M-step). Without a prior, mclust's
-    models take the structured maximiser of `_covariance.constrained_covariances` from the
-    scatter W_k + reg_covar·n_k I (the same M-step for the four scikit-learn names; the
-    iterative models start from the pooled scatter: `em_map` starts them from the previous
-    parameters). N_k gets 10·eps added, as in scikit-learn, so that an empty component keeps
-    a finite mean (its shift) and a covariance of reg_covar·I instead of 0/0. Components
-    masked out by `active` (K,) get weight exactly 0 (log π = −∞, so they never take
-    responsibility) and the identity as covariance (so their density stays finite).
+    prior and reg_covar = 0 this is the maximum-likelihood M-step). Without a prior, every
+    model takes the structured maximiser of `_covariance.constrained_covariances` from the
+    scatter W_k + reg_covar·n_k I (for the four scikit-learn names that is W_k/n_k +
+    reg_covar·I again); the iterative mclust models start their inner loop from the pooled
+    scatter here, from the previous covariances in `em_step` and the fitting methods. N_k
+    gets 10·eps added, as in scikit-learn, so that an empty component keeps a finite mean
+    (its shift) and a covariance of reg_covar·I instead of 0/0. Components masked out by
+    `active` (K,) get weight exactly 0 (log π = −∞, so they never take responsibility) and
+    the identity as covariance (so their density stays finite).
     """
     gmm, _ = m_step_with_status(
         stats, cov_type=cov_type, reg_covar=reg_covar, active=active, prior=prior
@@ -205,7 +206,9 @@ def em_step(
     rows instead."""
     resp, mean_ll = e_step(gmm, X)
     stats = sufficient_statistics(X, resp, cov_type=gmm.cov_type, shift=gmm.means)
-    new = m_step_from_statistics(stats, cov_type=gmm.cov_type, reg_covar=reg_covar, prior=prior)
+    new, _ = m_step_with_status(
+        stats, cov_type=gmm.cov_type, reg_covar=reg_covar, prior=prior, start=gmm.covariances
+    )
     return new, mean_ll
 
 
