@@ -360,7 +360,8 @@ def _polar(G):
 
 
 def _common_orientation(S, n, start, max_inner, shapes_given_orientation):
-    """EVE and VVE: alternate (volumes and shapes given Q) and one MM step in Q."""
+    """EVE and VVE: alternate (volumes and shapes given Q) and the two MM steps in Q of
+    `_orientation_step`."""
     if start is None:
         _, Q = jnp.linalg.eigh(jnp.sum(S, axis=0))
     else:

@@ -340,6 +340,16 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _add_fit_options(parser, *, prior_help: str) -> None:
+    """--max-iter, --tol, --seed and --prior, shared by `fit` and `select`."""
+    parser.add_argument("--max-iter", type=_int_at_least(1), default=500)
+    parser.add_argument("--tol", type=_non_negative_float, default=1e-6)
+    parser.add_argument(
+        "--seed", type=_int_at_least(0, _MAX_SEED), default=0, help=f"0 to {_MAX_SEED}"
+    )
+    parser.add_argument("--prior", default="none", choices=("none", "mclust"), help=prior_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gmmjax", description="Gaussian mixture models in JAX: experiments and fits."
@@ -369,17 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Spelled out (not imported from gmmjax._fit) so that `gmmjax --help` need not import jax.
     methods = ("em", "squarem", "daarem", "online_em", "incremental_em", "lbfgs", "adam", "sgd")
     fit.add_argument("--method", default="em", choices=methods)
-    fit.add_argument("--max-iter", type=positive, default=500)
-    fit.add_argument("--tol", type=_non_negative_float, default=1e-6)
-    fit.add_argument(
-        "--seed", type=_int_at_least(0, _MAX_SEED), default=0, help=f"0 to {_MAX_SEED}"
-    )
-    fit.add_argument(
-        "--prior",
-        default="none",
-        choices=("none", "mclust"),
-        help="mclust: MAP fit with R mclust's default conjugate prior",
-    )
+    _add_fit_options(fit, prior_help="mclust: MAP fit with R mclust's default conjugate prior")
     fit.add_argument(
         "--missing",
         default="raise",
@@ -402,16 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     select.add_argument("--criterion", default="bic", choices=("bic", "aic", "icl"))
     select.add_argument("--restarts", type=positive, default=8)
-    select.add_argument("--max-iter", type=positive, default=500)
-    select.add_argument("--tol", type=_non_negative_float, default=1e-6)
-    select.add_argument(
-        "--seed", type=_int_at_least(0, _MAX_SEED), default=0, help=f"0 to {_MAX_SEED}"
-    )
-    select.add_argument(
-        "--prior",
-        default="none",
-        choices=("none", "mclust"),
-        help="mclust: MAP fits with R mclust's default prior (the models that have one)",
+    _add_fit_options(
+        select,
+        prior_help="mclust: MAP fits with R mclust's default prior (the models that have one)",
     )
     select.add_argument("--plot", help="write the criterion-vs-K figure (.png, .pdf, .svg)")
     select.set_defaults(func=_cmd_select)
