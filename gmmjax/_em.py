@@ -20,7 +20,7 @@ from ._likelihood import component_log_prob, kernel_component_log_prob, kernel_l
 from ._missing import e_statistics as missing_e_statistics
 from ._missing import marginal_component_log_prob
 from ._params import GMM
-from ._prior import Prior, check_matches
+from ._prior import Prior, check_matches, pseudo_observations
 from ._stats import (
     Chunked,
     SufficientStatistics,
@@ -62,16 +62,18 @@ def m_step_from_statistics(
         diag       σ²_kj = (ς²_j + W_kjj + B_kjj) / (ν + n_k + 2 + b)
         spherical  σ²_k  = (ς² + tr W_k + tr B_k) / (ν + (n_k + b) D + 2)
 
-    and `reg_covar`·I added to every covariance after that (scikit-learn's regulariser; with no
-    prior and reg_covar = 0 this is the maximum-likelihood M-step). Without a prior, every
-    model takes the structured maximiser of `_covariance.constrained_covariances` from the
-    scatter W_k + reg_covar·n_k I (for the four scikit-learn names that is W_k/n_k +
-    reg_covar·I again); the iterative mclust models start their inner loop from the pooled
-    scatter here, from the previous covariances in `em_step` and the fitting methods. N_k
-    gets 10·eps added, as in scikit-learn, so that an empty component keeps a finite mean
-    (its shift) and a covariance of reg_covar·I instead of 0/0. Components masked out by
-    `active` (K,) get weight exactly 0 (log π = −∞, so they never take responsibility) and
-    the identity as covariance (so their density stays finite).
+    for the four scikit-learn models, and for every model the maximiser of
+    `_covariance.constrained_covariances` on counts n_k + e_k and scatter
+    W_k + B_k + s_k Λ (`_prior.pseudo_observations`: mclust's MAP M-steps; e = s = 0, B = 0
+    without a prior). `reg_covar` enters as reg_covar·(count)·I added to that scatter, which
+    for the four scikit-learn models is reg_covar·I added to Σ_k (scikit-learn's regulariser;
+    with no prior and reg_covar = 0 this is the maximum-likelihood M-step) and for the
+    others keeps the structure exact. The iterative mclust models start their inner loop
+    from the pooled scatter here, from the previous covariances in `em_step` and the
+    fitting methods. N_k gets 10·eps added, as in scikit-learn, so that an empty component
+    keeps a finite mean (its shift) and a covariance of reg_covar·I instead of 0/0.
+    Components masked out by `active` (K,) get weight exactly 0 (log π = −∞, so they never
+    take responsibility) and the identity as covariance (so their density stays finite).
     """
     gmm, _ = m_step_with_status(
         stats, cov_type=cov_type, reg_covar=reg_covar, active=active, prior=prior
@@ -90,85 +92,65 @@ def m_step_with_status(
 ) -> tuple[GMM, Array]:
     """`m_step_from_statistics`, with the previous covariances `start` where the iterative
     models' inner loop begins, and whether that loop met its tolerance (a scalar bool)."""
-    if prior is not None:
-        return _map_m_step(stats, cov_type, reg_covar, active, prior), jnp.array(True)
     dtype = stats.s1.dtype
-    nk = stats.s0 + 10 * jnp.finfo(dtype).eps
-    if active is not None:
-        nk = jnp.where(active, nk, 0.0)
-    weights = nk / jnp.sum(nk)
+    k, d = stats.s1.shape
+    if active is None:
+        active = jnp.ones((k,), bool)
+    nk = jnp.where(active, stats.s0 + 10 * jnp.finfo(dtype).eps, 0.0)
     safe_nk = jnp.where(nk > 0, nk, 1.0)  # masked components: s1 = s2 = 0, so δ = 0
-    delta = stats.s1 / safe_nk[:, None]
-    means = stats.shift + delta
-    d = stats.s1.shape[-1]
-    eye = jnp.eye(d, dtype=dtype)
+    delta = stats.s1 / safe_nk[:, None]  # x̄_k − c_k
     kind = layout(cov_type)
+    # Scatter about x̄_k: full (K, D, D), tied (D, D) summed over components, else the (K, D)
+    # diagonals.
     if kind == "full":
         scatter = stats.s2 - nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
-        scatter = scatter + reg_covar * nk[:, None, None] * eye
     elif kind == "tied":
         scatter = stats.s2 - jnp.einsum("k,kd,ke->de", nk, delta, delta)
-        scatter = scatter + reg_covar * jnp.sum(nk) * eye
     else:
-        scatter = stats.s2 - nk[:, None] * jnp.square(delta) + reg_covar * nk[:, None]
+        scatter = stats.s2 - nk[:, None] * jnp.square(delta)
+    means = stats.shift + delta
+    counts = nk
+    if prior is None:
+        weights = nk / jnp.sum(nk)
+    else:
+        check_matches(prior, cov_type)
+        alpha, kappa = prior.concentration, prior.shrinkage
+        weight_counts = jnp.where(active, nk + alpha - 1, 0.0)
+        weights = weight_counts / jnp.sum(weight_counts)
+        gap = means - prior.mean  # x̄_k − m
+        # κ / (n_k + κ): 0 without a mean prior, 1 for a masked component (its mean is m).
+        shrink = jnp.where(nk + kappa > 0, kappa / jnp.where(nk + kappa > 0, nk + kappa, 1.0), 0.0)
+        means = means - shrink[:, None] * gap
+        pull = nk * shrink  # κ n_k / (κ + n_k): the weight of B_k = (x̄_k − m)(x̄_k − m)ᵀ
+        extra_counts, shares = pseudo_observations(prior, cov_type, active)
+        counts = nk + extra_counts
+        if kind == "full":
+            scatter = scatter + pull[:, None, None] * jnp.einsum("kd,ke->kde", gap, gap)
+            scatter = scatter + shares[:, None, None] * prior.scale
+        elif kind == "tied":
+            scatter = scatter + jnp.einsum("k,kd,ke->de", pull, gap, gap)
+            scatter = scatter + jnp.sum(shares) * prior.scale
+        else:
+            scale = jnp.broadcast_to(prior.scale, (d,))  # ς² I for the scalar scale
+            scatter = scatter + pull[:, None] * jnp.square(gap) + shares[:, None] * scale
+    eye = jnp.eye(d, dtype=dtype)
+    if kind == "full":
+        scatter = scatter + reg_covar * counts[:, None, None] * eye
+    elif kind == "tied":
+        scatter = scatter + reg_covar * jnp.sum(counts) * eye
+    else:
+        scatter = scatter + reg_covar * counts[:, None]
     if kind in ("full", "tied"):
         # Symmetrise: the products above are symmetric only up to rounding.
         scatter = 0.5 * (scatter + jnp.swapaxes(scatter, -1, -2))
-    cov, inner_ok = constrained_covariances(cov_type, scatter, nk, start=start)
-    if active is not None and kind != "tied":
+    cov, inner_ok = constrained_covariances(cov_type, scatter, counts, start=start)
+    if kind != "tied":
         # A masked component has no data (its covariance would be reg_covar·I, singular when
         # reg_covar = 0): give it the identity, so its density stays finite under weight 0.
         unit = eye if kind == "full" else jnp.ones(cov.shape[1:], dtype)
         mask = active.reshape((-1,) + (1,) * (cov.ndim - 1))
         cov = jnp.where(mask, cov, unit)
     return GMM(weights, means, cov, cov_type), inner_ok
-
-
-def _map_m_step(stats, cov_type, reg_covar, active, prior: Prior) -> GMM:
-    """The MAP M-step of `m_step_from_statistics`'s docstring."""
-    check_matches(prior, cov_type)
-    dtype = stats.s1.dtype
-    k, d = stats.s1.shape
-    if active is None:
-        active = jnp.ones((k,), bool)
-    nk = jnp.where(active, stats.s0 + 10 * jnp.finfo(dtype).eps, 0.0)
-    alpha, kappa, nu = prior.concentration, prior.shrinkage, prior.dof
-    counts = jnp.where(active, nk + alpha - 1, 0.0)
-    weights = counts / jnp.sum(counts)
-    safe_nk = jnp.where(nk > 0, nk, 1.0)
-    delta = stats.s1 / safe_nk[:, None]  # x̄_k − c_k
-    gap = stats.shift + delta - prior.mean  # x̄_k − m
-    # κ / (n_k + κ): 0 without a mean prior, 1 for a masked component (its mean is m).
-    shrink = jnp.where(nk + kappa > 0, kappa / jnp.where(nk + kappa > 0, nk + kappa, 1.0), 0.0)
-    means = stats.shift + delta - shrink[:, None] * gap
-    has_mean_prior = (kappa > 0).astype(dtype)
-    # κ n_k / (κ + n_k): the weight of the prior-mean discrepancy in the covariance.
-    pull = nk * shrink
-    eye = jnp.eye(d, dtype=dtype)
-    if layout(cov_type) in ("full", "tied"):
-        outer = jnp.einsum("kd,ke->kde", gap, gap)
-        if layout(cov_type) == "full":
-            W = stats.s2 - nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
-            cov = (prior.scale + W + pull[:, None, None] * outer) / (
-                nu + nk + d + 1 + has_mean_prior
-            )[:, None, None]
-        else:
-            W = stats.s2 - jnp.einsum("k,kd,ke->de", nk, delta, delta)
-            n_active = jnp.sum(active).astype(dtype)
-            cov = (prior.scale + W + jnp.einsum("k,kde->de", pull, outer)) / (
-                nu + jnp.sum(nk) + d + 1 + has_mean_prior * n_active
-            )
-        cov = cov + reg_covar * eye
-        cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
-    else:
-        W = stats.s2 - nk[:, None] * jnp.square(delta)  # diagonals of the scatter, (K, D)
-        B = pull[:, None] * jnp.square(gap)
-        if layout(cov_type) == "diag":
-            cov = (prior.scale + W + B) / (nu + nk + 2 + has_mean_prior)[:, None]
-        else:
-            cov = (prior.scale + jnp.sum(W + B, axis=-1)) / (nu + (nk + has_mean_prior) * d + 2)
-        cov = cov + reg_covar
-    return GMM(weights, means, cov, cov_type)
 
 
 def m_step(

@@ -120,7 +120,8 @@ def fit(
             mclust's fourteen models "EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE",
             "EVE", "VVE", "EEV", "VEV", "EVV", "VVV" (docs/math.md §11; the four are VII,
             VVI, EEE, VVV). The EM family (EM, online and incremental EM) fits every model;
-            gradient methods, SQUAREM, DAAREM and priors take the four only.
+            gradient methods, SQUAREM and DAAREM take the four only. A prior exists for
+            every model (mclust's for the ten it has one for).
         n_restarts: R.
         init: "kmeans++", "random_from_data" or "random"; ignored with `init_params`.
         max_iter: maximum steps per restart (default 100 for EM, SQUAREM, DAAREM and

@@ -12,6 +12,13 @@ The prior (docs/math.md §2) is a product of independent pieces:
 so that the maximiser of log-likelihood + log-prior over θ given the responsibilities (the MAP
 M-step, `_em.m_step_from_statistics`) is closed-form. `log_prob` is the normalised density,
 so `objective` is a true log-posterior up to the evidence.
+
+mclust's other models (docs/math.md §11) take the prior as mclust's `priorControl()` does: its
+MAP M-step is the model's own M-step on pseudo-observations added to each component's
+statistics, e_k to the count and s_k Λ to the scatter (`pseudo_observations`), so the
+covariance factor of log p is −½ Σ_k [e_k log|Σ_k| + s_k tr(Λ Σ_k⁻¹)]. For those models
+`log_prob` is that function up to an additive constant that does not depend on θ (for VEI,
+EVI, EEV, VEV the factor is not a normalisable density of the covariance parameters).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import numpy as np
 from jax.scipy.special import gammaln, multigammaln
 from jaxtyping import Array, Float
 
-from ._covariance import ALIASES, LAYOUTS, check_cov_type, layout, model_name
+from ._covariance import ALIASES, check_cov_type, layout, model_name
 from ._params import GMM, _is_concrete, log_det_precision_cholesky
 
 
@@ -35,8 +42,10 @@ class Prior(eqx.Module):
 
     Attributes:
         mean: (D,) m, the prior mean of every component mean.
-        scale: Λ (D, D) for "full" and "tied" (inverse-Wishart scale matrix); ς² (D,) for
-            "diag" and () for "spherical" (twice the inverse-gamma scale).
+        scale: Λ (D, D) for "full", "tied" and the other ellipsoidal models (inverse-Wishart
+            scale matrix); ς² (D,) for "diag" and the other diagonal models (EEI, VEI, EVI)
+            and () for "spherical" and EII (twice the inverse-gamma scale; EII, as in
+            mclust, does not use it).
         dof: ν; > D − 1 for the inverse-Wishart, > 0 for the inverse-gamma.
         shrinkage: κ ≥ 0; the mean prior has covariance Σ_k/κ (0: no mean prior).
         concentration: α ≥ 1 of the symmetric Dirichlet on the weights (1: flat).
@@ -56,12 +65,6 @@ class Prior(eqx.Module):
 
     def __init__(self, mean, scale, dof, *, cov_type, shrinkage=0.01, concentration=1.0):
         check_cov_type(cov_type)
-        if model_name(cov_type) not in ALIASES.values():
-            raise ValueError(
-                f"a prior for mclust's {cov_type!r} model is not available; priors exist for "
-                f"{LAYOUTS} and their mclust names {tuple(ALIASES.values())}. Fit {cov_type!r} "
-                "without a prior, or use one of those models."
-            )
         mean = jnp.asarray(mean)
         dtype = jnp.result_type(mean, jnp.float32)
         mean = mean.astype(dtype)
@@ -100,8 +103,9 @@ class Prior(eqx.Module):
 
         κ = 0.01, m = the column means, ν = D + 2, no prior on the weights, and the scale
         var(X) / K^(2/D) (sample covariance, n − 1 divisor; only its diagonal when N ≤ D) for
-        "full" and "tied", or the scalar mean_j var(x_j) / K^(2/D) for "diag" and "spherical".
-        Checked against mclust 6.0.0's `defaultPrior` (tests/fixtures/mclust_map.json).
+        the models stored "full" or "tied", or the scalar mean_j var(x_j) / K^(2/D) for those
+        stored "diag" or "spherical". Checked against mclust 6.0.0's `defaultPrior` for all
+        fourteen models (tests/fixtures/mclust_models.json).
         With `sample_weight` (N,) the moments are weighted (divisor Σw − 1), so integer weights
         give the prior of the repeated rows. X is read into host memory in float64.
         """
@@ -154,7 +158,9 @@ class Prior(eqx.Module):
         return eqx.tree_at(lambda p: p.mean, self, self.mean - offset)
 
     def log_prob(self, gmm: GMM, active=None) -> Float[Array, ""]:
-        """log p(θ): the normalised log-density of `gmm`'s parameters (one GMM, no batch axes).
+        """log p(θ) of `gmm`'s parameters (one GMM, no batch axes): the normalised
+        log-density for the four scikit-learn models; for mclust's others the penalty its
+        MAP M-step maximises, up to a constant (module docstring).
 
         Components masked out by `active` (K,) bool are left out (their weight is 0).
         """
@@ -223,9 +229,70 @@ def check_matches(prior: Prior, cov_type: str) -> None:
         )
 
 
+# The pseudo-observations of each model's MAP M-step (docs/math.md §11), with b = [κ > 0]:
+# (count per component, count once, scale share per component, scale share once); "once"
+# terms are split evenly over the active components (their models share what they act on).
+# The ten models mclust has priors for follow mclust 6.0.0's EM routines (me*p in its
+# Fortran), which reproduce its fits digit for digit (tests/test_model_priors.py), quirks
+# included: EII never adds the scale (its prior only counts), VEV never the dof, and the
+# counts of EEI, VEI, EVI and EEV add b once or per component as mclust does. One difference:
+# mclust's EEI leaves the means at x̄_k (while adding B_k to the scatter), which maximises no
+# fixed objective; gmmjax shrinks them as for every other model, so EM stays monotone.
+# For the four mclust has no prior for: VEE and VVE as VVV, EVE and EVV as EEV.
+def _pseudo_observation_rule(name, nu, d, b):
+    full = nu + d + 1 + b
+    return {
+        "EII": (b, (nu + 2) / d, 0.0, 0.0),
+        "VII": (b + (nu + 2) / d, 0.0, 1.0 / d, 0.0),
+        "EEI": (0.0, nu + 1 + b, 0.0, 1.0),
+        "VEI": ((nu + 2 + b) / d, 0.0, 1.0, 0.0),
+        "EVI": (0.0, nu + 1 + b, 1.0, 0.0),
+        "VVI": (nu + 2 + b, 0.0, 1.0, 0.0),
+        "EEE": (b, nu + d + 1, 0.0, 1.0),
+        "VEE": (full, 0.0, 1.0, 0.0),
+        "EVE": (0.0, full, 1.0, 0.0),
+        "VVE": (full, 0.0, 1.0, 0.0),
+        "EEV": (0.0, full, 1.0, 0.0),
+        "VEV": (0.0, 0.0, 1.0, 0.0),
+        "EVV": (0.0, full, 1.0, 0.0),
+        "VVV": (full, 0.0, 1.0, 0.0),
+    }[name]
+
+
+# With one active component every model is its layout's unconstrained one, and mclust then
+# fits its one-component models XII, XXI, XXX, whose priors are VII's, VVI's and VVV's.
+_ONE_COMPONENT = {"spherical": "VII", "diag": "VVI", "full": "VVV", "tied": "VVV"}
+
+
+def pseudo_observations(
+    prior: Prior, cov_type: str, active: Array
+) -> tuple[Float[Array, " k"], Float[Array, " k"]]:
+    """(e, s), each (K,): the MAP M-step of model `cov_type` is its maximum-likelihood
+    M-step (`_covariance.constrained_covariances`) on counts n_k + e_k and scatter
+    W_k + B_k + s_k Λ (Λ = `prior.scale` as a matrix, ς² I for the scalar scales), which
+    maximises Q(θ, θ^t) − ½ Σ_k [e_k log|Σ_k| + s_k tr(Λ Σ_k⁻¹) + κ (μ_k − m)ᵀ Σ_k⁻¹ (μ_k − m)].
+    For the four scikit-learn models these are the conjugate formulas of §3 (e.g. VVV:
+    e_k = ν + D + 1 + [κ > 0], s_k = 1). Components masked out by `active` (K,) get 0."""
+    dtype = prior.mean.dtype
+    d = prior.n_features
+    b = (prior.shrinkage > 0).astype(dtype)
+    n_active = jnp.sum(active).astype(dtype)
+    rule = _pseudo_observation_rule(model_name(cov_type), prior.dof, d, b)
+    single = _pseudo_observation_rule(_ONE_COMPONENT[layout(cov_type)], prior.dof, d, b)
+    c_each, c_once, s_each, s_once = (
+        jnp.where(n_active == 1, one, many) for one, many in zip(single, rule, strict=True)
+    )
+    safe_active = jnp.maximum(n_active, 1.0)
+    counts = jnp.where(active, c_each + c_once / safe_active, 0.0).astype(dtype)
+    shares = jnp.where(active, s_each + s_once / safe_active, 0.0).astype(dtype)
+    return counts, shares
+
+
 def log_prior(gmm: GMM, prior: Prior, active=None) -> Float[Array, ""]:
     """log p(θ) under `prior` (see the module docstring); docs/math.md §2."""
     check_matches(prior, gmm.cov_type)
+    if model_name(gmm.cov_type) not in ALIASES.values():
+        return _log_pseudo_prior(gmm, prior, active)
     k, d = gmm.n_components, gmm.n_features
     dtype = gmm.means.dtype
     if active is None:
@@ -286,3 +353,39 @@ def log_prior(gmm: GMM, prior: Prior, active=None) -> Float[Array, ""]:
             ig = jnp.sum(ig, axis=-1)
         lp = lp + jnp.sum(jnp.where(active, ig, 0.0))
     return lp
+
+
+def _log_pseudo_prior(gmm: GMM, prior: Prior, active=None) -> Float[Array, ""]:
+    """log p(θ) up to a constant for mclust's models beyond scikit-learn's four: the
+    Dirichlet and mean factors as above, and −½ Σ_k [e_k log|Σ_k| + s_k tr(Λ Σ_k⁻¹)] with
+    the pseudo-observations (e, s) of `pseudo_observations` (module docstring)."""
+    k, d = gmm.n_components, gmm.n_features
+    dtype = gmm.means.dtype
+    if active is None:
+        active = jnp.ones((k,), bool)
+    n_active = jnp.sum(active).astype(dtype)
+    alpha, kappa = prior.concentration, prior.shrinkage
+    log_w = jnp.where(
+        active & (gmm.weights > 0), jnp.log(jnp.where(gmm.weights > 0, gmm.weights, 1)), 0
+    )
+    lp = gammaln(n_active * alpha) - n_active * gammaln(alpha) + (alpha - 1) * jnp.sum(log_w)
+
+    U = gmm.precisions_cholesky  # never tied: EEE is scikit-learn's "tied"
+    log_det = -2 * log_det_precision_cholesky(U, gmm.cov_type, d)  # log|Σ_k|, (K,)
+    diff = gmm.means - prior.mean
+    kind = layout(gmm.cov_type)
+    if kind == "full":
+        maha = jnp.sum(jnp.square(jnp.einsum("kd,kde->ke", diff, U)), axis=-1)
+        C = jnp.linalg.cholesky(prior.scale)
+        trace = jnp.sum(jnp.square(jnp.einsum("ed,kef->kdf", C, U)), axis=(-2, -1))
+    elif kind == "diag":
+        maha = jnp.sum(jnp.square(diff * U), axis=-1)
+        trace = jnp.sum(prior.scale * jnp.square(U), axis=-1)
+    else:
+        maha = jnp.sum(jnp.square(diff), axis=-1) * jnp.square(U)
+        trace = d * prior.scale * jnp.square(U)
+    safe_kappa = jnp.where(kappa > 0, kappa, 1.0)
+    mean_norm = jnp.where(kappa > 0, 0.5 * d * jnp.log(safe_kappa / (2 * jnp.pi)), 0.0)
+    counts, shares = pseudo_observations(prior, gmm.cov_type, active)
+    per_component = mean_norm - 0.5 * (kappa * maha + counts * log_det + shares * trace)
+    return lp + jnp.sum(jnp.where(active, per_component, 0.0))

@@ -17,7 +17,7 @@ from jaxtyping import PRNGKeyArray
 
 from ._compare import format_table
 from ._config import FitConfig
-from ._covariance import ALIASES, LAYOUTS, MODELS, check_cov_type, layout, model_name
+from ._covariance import LAYOUTS, MODELS, check_cov_type, layout, model_name
 from ._criteria import n_parameters, responsibility_entropy
 from ._em_method import EM
 from ._exceptions import FitFailedError
@@ -121,7 +121,8 @@ def select(
     convention). `reg_covar` defaults to 1e-6 without a prior and 0 with one.
 
     `cov_types`: names of `fit`'s cov_type (scikit-learn's or mclust's), one name, or "all":
-    mclust's fourteen models (with a prior, the four that have one). `Selection.table()` and
+    mclust's fourteen models (also with a prior; mclust drops EVE, VEE, VVE and EVV when
+    given one, gmmjax fits them with the prior of docs/math.md §11). `Selection.table()` and
     `Selection.plot()` show the grid as mclust does.
 
     A cell whose every restart failed (a collapsed component, non-finite iterates) gets NaN
@@ -136,7 +137,7 @@ def select(
     ks = _grid_of_counts(n_components)
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
-    cov_types = _grid_of_models(cov_types, prior)
+    cov_types = _grid_of_models(cov_types)
     k_max = ks[-1]
     if prior is not None and not isinstance(prior, str):
         for cov in cov_types:
@@ -217,7 +218,7 @@ def select(
         warnings.warn(
             f"{len(failed)} of {len(rows)} grid cells failed (every restart collapsed or became "
             f"non-finite) and cannot be selected: {failed}; see Selection.rows' status. Raise "
-            "reg_covar, use a prior (scikit-learn's four models have one), or drop those K.",
+            'reg_covar, use a prior (prior="mclust"), or drop those K.',
             RuntimeWarning,
             stacklevel=2,
         )
@@ -233,13 +234,12 @@ def select(
     )
 
 
-def _grid_of_models(cov_types, prior) -> tuple[str, ...]:
-    """The covariance models of the grid: "all" is mclust's fourteen (the four that have a
-    prior when one is given, as mclust drops the others with a prior); a single name is a
-    grid of one."""
+def _grid_of_models(cov_types) -> tuple[str, ...]:
+    """The covariance models of the grid: "all" is mclust's fourteen (with a prior too,
+    where mclust drops EVE, VEE, VVE and EVV); a single name is a grid of one."""
     if isinstance(cov_types, str):
         if cov_types == "all":
-            return tuple(ALIASES.values()) if prior is not None else MODELS
+            return MODELS
         cov_types = (cov_types,)
     cov_types = tuple(cov_types)
     if not cov_types:
