@@ -18,7 +18,7 @@ from jaxtyping import PRNGKeyArray
 from ._compare import format_table
 from ._config import FitConfig
 from ._covariance import LAYOUTS, MODELS, check_cov_type, layout, model_name
-from ._criteria import n_parameters, responsibility_entropy
+from ._criteria import classification_loss, n_parameters
 from ._em_method import EM
 from ._exceptions import FitFailedError
 from ._fit import run_prepared
@@ -112,8 +112,8 @@ def select(
     chunk_size: int | None = None,
 ) -> Selection:
     """Fit every (K, cov_type) of the grid by EM with `n_restarts` restarts and pick the best
-    by `criterion`: BIC = −2ℓ + p log N, AIC = −2ℓ + 2p, ICL = BIC + 2·entropy(γ), with ℓ the
-    (weighted) log-likelihood and N the total sample weight.
+    by `criterion`: BIC = −2ℓ + p log N, AIC = −2ℓ + 2p, ICL = BIC − 2 Σ_i log max_k γ_ik
+    (mclust's), with ℓ the (weighted) log-likelihood and N the total sample weight.
 
     With a `prior` ("mclust" or a `Prior`) every fit is MAP-EM; "mclust" builds
     `Prior.mclust(X, K, cov_type)` for each K, as R mclust's `priorControl()` does, and the
@@ -193,14 +193,14 @@ def select(
             loglik = float(log_likelihood(gmm, X_data, w))
             p = n_parameters(gmm)
             bic = -2 * loglik + p * np.log(total)
-            entropy = float(responsibility_entropy(gmm, X_data, w))
+            loss = float(classification_loss(gmm, X_data, w))
             rows.append(
                 {
                     "n_components": k,
                     "cov_type": cov,
                     "bic": bic,
                     "aic": -2 * loglik + 2 * p,
-                    "icl": bic + 2 * entropy,
+                    "icl": bic + 2 * loss,
                     "log_likelihood": loglik / total,
                     "objective": float(objective(gmm, X_data, prior=prior_k, sample_weight=w)),
                     "n_parameters": p,

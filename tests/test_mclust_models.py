@@ -2,6 +2,7 @@
 tests/fixtures/mclust_models.R; R is not needed here): parameter counts, the density and BIC at
 mclust's own parameters, and fitted log-likelihoods at least mclust's."""
 
+import csv
 import json
 import warnings
 from pathlib import Path
@@ -15,6 +16,14 @@ from gmmjax._covariance import layout, n_covariance_parameters
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "mclust_models.json").read_text())
 ROWS = [r for r in FIXTURE["rows"] if not r["prior"]]
+# mclust's icl() of the same fits (tests/fixtures/mclust_icl.R), keyed by (dataset, model, G).
+ICL = {
+    (r["dataset"], r["model"], int(r["G"])): r
+    for r in csv.DictReader(
+        (Path(__file__).parent / "fixtures" / "mclust_icl.csv").read_text().splitlines()
+    )
+    if r["prior"] == "false"
+}
 
 
 def data(name):
@@ -47,10 +56,10 @@ def test_parameter_counts_equal_mclust():
     "dataset", ["faithful", "iris", pytest.param("wine", marks=pytest.mark.slow)]
 )
 def test_density_and_bic_at_mclust_parameters(dataset):
-    """At mclust's fitted parameters gmmjax's log-likelihood equals mclust's and its BIC is
-    mclust's with the sign flipped: for each model, its smallest G >= 2 fitted without
-    mclust's final extra M-step (after which the reported log-likelihood belongs to the
-    previous parameters), or G = 1."""
+    """At mclust's fitted parameters gmmjax's log-likelihood equals mclust's and its BIC and
+    ICL are mclust's with the sign flipped: for each model, its smallest G >= 2 fitted
+    without mclust's final extra M-step (after which the reported log-likelihood and
+    responsibilities belong to the previous parameters), or G = 1."""
     X = data(dataset)
     checked = set()
     for row in sorted(ROWS, key=lambda r: (r["G"] == 1, r["G"])):  # G >= 2 first
@@ -61,6 +70,9 @@ def test_density_and_bic_at_mclust_parameters(dataset):
         ll = float(gj.log_likelihood(gmm, X))  # the sum over rows
         assert ll == pytest.approx(row["loglik"], rel=1e-9, abs=1e-8), (row["model"], row["G"])
         assert float(gj.bic(gmm, X)) == pytest.approx(-row["bic"], rel=1e-9)
+        ref = ICL[(dataset, row["model"], row["G"])]
+        assert float(ref["loglik"]) == pytest.approx(row["loglik"], rel=1e-14)  # the same fit
+        assert float(gj.icl(gmm, X)) == pytest.approx(-float(ref["icl"]), rel=1e-9)
         checked.add(row["model"])
     assert len(checked) == 14, checked
 

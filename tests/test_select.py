@@ -67,7 +67,7 @@ def test_criteria_and_weights():
         X, [1, 2, 3], cov_types=("full",), criterion="icl", key=jax.random.key(0), n_restarts=2
     )
     for r in sel.rows:
-        assert r["icl"] >= r["bic"] - 1e-9  # the entropy term is non-negative
+        assert r["icl"] >= r["bic"] - 1e-9  # −log max_k γ_ik ≥ 0
         gmm = gj.fit_em(X, r["n_components"], key=jax.random.key(0), n_restarts=2).best
         assert r["n_parameters"] == gj.n_parameters(gmm)
     assert sel.n_components == 2
