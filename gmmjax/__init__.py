@@ -27,6 +27,7 @@ from ._fit import fit as fit
 from ._fit import fit_em as fit_em
 from ._fit import fit_gradient as fit_gradient
 from ._gradient import Gradient as Gradient
+from ._implicit import fit_differentiable as fit_differentiable
 from ._incremental_em import IncrementalEM as IncrementalEM
 from ._init import initialize as initialize
 from ._io import load as load
@@ -45,6 +46,8 @@ from ._select import Selection as Selection
 from ._select import select as select
 from ._solver import Status as Status
 from ._squarem import SQUAREM as SQUAREM
+from ._standard_errors import StandardErrors as StandardErrors
+from ._standard_errors import standard_errors as standard_errors
 from ._stats import SufficientStatistics as SufficientStatistics
 from ._stats import sufficient_statistics as sufficient_statistics
 from ._transforms import Unconstrained as Unconstrained
