@@ -4,6 +4,7 @@ EM and gradient methods on one objective (log-likelihood plus an optional conjug
 log-prior), many restarts in one compiled program.
 """
 
+from . import plot as plot  # matplotlib itself is imported on first use only
 from ._compare import Comparison as Comparison
 from ._compare import compare as compare
 from ._criteria import aic as aic

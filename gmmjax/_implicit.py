@@ -10,11 +10,12 @@ below 1 (Dempster, Laird & Rubin 1977), so I − J is invertible and
 
 A vector-Jacobian product v ↦ vᵀ dθ*/dx therefore needs one linear solve,
 (I − J)ᵀ u = v, and one VJP of a single EM step, uᵀ ∂T/∂x: `fit_differentiable` attaches that
-rule (a custom VJP) to the EM loop, so `jax.grad` never differentiates through the iterations
-and costs about one EM step plus a dense m x m solve (m = the number of parameter entries,
-J from m forward-mode passes). `gradient="unrolled"` instead differentiates through `max_iter`
-EM steps (`lax.scan`), for comparison: it converges to the same derivative as the steps
-converge, at a memory cost proportional to their number.
+rule (a custom VJP) to the EM loop, so `jax.grad` never differentiates through the iterations.
+The solve is GMRES on u ↦ u − Jᵀu, each product one VJP of a single EM step (J is never
+formed), so a gradient costs a few dozen EM steps' worth of work and the memory of one.
+`gradient="unrolled"` instead differentiates through `max_iter` EM steps (`lax.scan`), for
+comparison: it converges to the same derivative as the steps converge, at a memory cost
+proportional to their number.
 
 When the assumption fails (EM stopped before converging, a saddle point or a flat direction,
 e.g. an empty component or two identical ones), I − J is singular or the derivative is that of
@@ -49,8 +50,9 @@ def fit_differentiable(
     gradient: str = "implicit",
 ) -> GMM:
     """EM (MAP-EM with a `prior`) from `init_params` to convergence, as a function that
-    `jax.grad`, `jax.jacrev` and `jax.jvp` can differentiate with respect to X (N, D),
-    `sample_weight` (N,), the prior's arrays and `reg_covar` (module docstring).
+    reverse mode (`jax.grad`, `jax.vjp`, `jax.jacrev`) differentiates with respect to X
+    (N, D), `sample_weight` (N,), the prior's arrays and `reg_covar` (module docstring).
+    Forward mode (`jax.jvp`, `jax.jacfwd`) works with gradient="unrolled" only.
 
     Args:
         X: (N, D) data; init_params: one GMM (no restart axis), e.g. `fit_em(...).best`.
@@ -117,15 +119,32 @@ def _fixed_point_bwd(residuals, cotangent):
 
 @jax.jit
 def _adjoint(star, X, w, prior, reg_covar, cotangent):
-    """(∂T/∂(X, w, prior, reg_covar))ᵀ u with (I − ∂T/∂θ)ᵀ u = v, at the fixed point."""
-    z, unravel = ravel_pytree(star)
+    """(∂T/∂(X, w, prior, reg_covar))ᵀ u with (I − ∂T/∂θ)ᵀ u = v, at the fixed point, over
+    θ = (weights, means, covariances): the precision factors a GMM also carries are functions
+    of the covariances, so their cotangent is first moved onto the covariances."""
+    cov_type = star.cov_type
+    fields = (star.weights, star.means, star.covariances)
+    _, build_vjp = jax.vjp(lambda *f: GMM(*f, cov_type), *fields)
+    v, _ = ravel_pytree(build_vjp(cotangent))
+    z, unravel = ravel_pytree(fields)
 
     def step(z, X, w, prior, reg_covar):
-        return ravel_pytree(em_map(unravel(z), X, w, prior, reg_covar))[0]
+        new = em_map(GMM(*unravel(z), cov_type), X, w, prior, reg_covar)
+        return ravel_pytree((new.weights, new.means, new.covariances))[0]
 
-    jac = jax.jacfwd(step)(z, X, w, prior, reg_covar)  # (m, m), m forward passes
-    v, _ = ravel_pytree(cotangent)
-    u = jnp.linalg.solve((jnp.eye(z.shape[0], dtype=z.dtype) - jac).T, v)
+    # (I − J)ᵀ u = v by GMRES on u ↦ u − Jᵀ u: each product is one VJP of a single EM step
+    # (residuals stored once), so neither the m x m matrix J nor m passes over the data are
+    # ever formed; the Krylov space holds at most m vectors, so with restart ≥ m it is exact.
+    _, step_vjp = jax.vjp(lambda z: step(z, X, w, prior, reg_covar), z)
+    m = z.shape[0]
+    u, _ = jax.scipy.sparse.linalg.gmres(
+        lambda u: u - step_vjp(u)[0],
+        v,
+        tol=jnp.finfo(z.dtype).eps ** 0.75,
+        atol=0.0,
+        restart=min(m, 64),
+        maxiter=50,
+    )
     _, vjp = jax.vjp(lambda *args: step(z, *args), X, w, prior, reg_covar)
     return vjp(u)
 

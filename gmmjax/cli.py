@@ -216,7 +216,10 @@ def _cmd_fit(args) -> None:
 
     if args.out:
         check_save_path(args.out)  # before the fit, not after it
+    _check_figure_path(args.plot)
     X = _load_matrix(args.data, missing=args.missing == "em")
+    if args.plot and X.shape[1] < 2:
+        raise ValueError(f"--plot draws two or more coordinates; {args.data} has one column")
     if X.shape[0] < args.k:
         raise ValueError(
             f"{args.data}: {X.shape[0]} data row(s), fewer than the {args.k} components asked "
@@ -260,6 +263,14 @@ def _cmd_fit(args) -> None:
     if args.out:
         gj.save(best, args.out)
         print(f"model written to {args.out}")
+    if args.plot:
+        complete = X[~np.isnan(X).any(axis=1)]  # rows with holes have no place to be drawn
+
+        def draw():
+            drawn = gj.plot.ellipses(best, complete)
+            return getattr(drawn, "figure", drawn)  # Axes for two coordinates, else a Figure
+
+        _write_figure(draw, args.plot)
 
 
 def _cmd_select(args) -> None:
@@ -267,8 +278,7 @@ def _cmd_select(args) -> None:
 
     import gmmjax as gj
 
-    if args.plot and not args.plot.endswith((".png", ".pdf", ".svg")):
-        raise ValueError(f"--plot {args.plot}: give a .png, .pdf or .svg path")
+    _check_figure_path(args.plot)
     X = _load_matrix(args.data, missing=False)
     ks = range(1, min(args.k_max, X.shape[0]) + 1)
     models = "all" if args.models == "all" else tuple(m.strip() for m in args.models.split(","))
@@ -291,15 +301,25 @@ def _cmd_select(args) -> None:
     print(sel.table())
     print(f"best: {sel.cov_type}, K = {sel.n_components}")
     if args.plot:
-        import matplotlib
+        _write_figure(lambda: sel.plot().figure, args.plot)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
-        ax = sel.plot()
-        ax.figure.savefig(args.plot, dpi=120)
-        plt.close(ax.figure)
-        print(f"figure written to {args.plot}")
+def _check_figure_path(path) -> None:
+    if path and not path.endswith((".png", ".pdf", ".svg")):
+        raise ValueError(f"--plot {path}: give a .png, .pdf or .svg path")
+
+
+def _write_figure(draw, path) -> None:
+    """Draw a figure off screen (Agg) with `draw()`, write it to `path` and close it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = draw()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"figure written to {path}")
 
 
 # Spelled out (not imported from gmmjax._covariance) so that `gmmjax --help` need not import
@@ -388,6 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
         "observed values (default: raise, an error)",
     )
     fit.add_argument("--out", help="write the best model to this .npz")
+    fit.add_argument(
+        "--plot",
+        help="write the best fit's picture (.png, .pdf, .svg): the data and covariance "
+        "ellipses, a pairs plot of the first four coordinates when there are more than two",
+    )
     fit.set_defaults(func=_cmd_fit)
 
     select = sub.add_parser(

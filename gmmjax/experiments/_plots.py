@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..plot import ellipse_patch  # noqa: E402
+
 METHOD_COLOURS = {
     "em": "C0",
     "lbfgs": "C1",
@@ -53,14 +55,8 @@ def gap_floor(gap: np.ndarray) -> np.ndarray:
 
 
 def covariance_ellipse(ax, mean, cov, *, c, lw=1.5, n_std=2.0, ls="-"):
-    """The n_std-sigma ellipse of a 2-D Gaussian."""
-    vals, vecs = np.linalg.eigh(np.asarray(cov))
-    t = np.linspace(0, 2 * np.pi, 100)
-    circle = np.stack([np.cos(t), np.sin(t)])
-    pts = (vecs @ (np.sqrt(np.maximum(vals, 0))[:, None] * circle)) * n_std + np.asarray(mean)[
-        :, None
-    ]
-    ax.plot(pts[0], pts[1], color=c, lw=lw, ls=ls)
+    """The n_std-sigma ellipse of a 2-D Gaussian (`gmmjax.plot`'s, one drawing code path)."""
+    ax.add_patch(ellipse_patch(mean, cov, n_std=n_std, colour=c, lw=lw, ls=ls))
 
 
 def legend(ax, **kwargs) -> None:
