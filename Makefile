@@ -6,7 +6,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench clean-venv
+.PHONY: demo test test-all bench docs clean-venv
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer is required"; exit 1; }
@@ -24,6 +24,18 @@ test: $(STAMP)
 # Everything, the tests marked `slow` included.
 test-all: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m "slow or not slow"
+
+# The documentation site (mkdocs-material + mkdocstrings): the tutorials are executed first,
+# then the site is built into site/ with every warning an error.
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet -e '.[test,docs]'
+	@touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	MPLBACKEND=Agg $(VENV)/bin/python docs/build_tutorials.py
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_em.py

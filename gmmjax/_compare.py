@@ -115,7 +115,10 @@ def compare(
             (docs/math.md §7). Without a prior that objective is the unbounded log-likelihood,
             so a restart that collapses a component ends DEGENERATE (EM) or climbs without
             bound (gradient methods); pass `prior="mclust"` for a bounded one.
-        prior, sample_weight, chunk_size, mesh: as in `fit`, forwarded to every method.
+        prior: as in `fit`, forwarded to every method.
+        sample_weight: as in `fit`, forwarded to every method.
+        chunk_size: as in `fit`, forwarded to every method.
+        mesh: as in `fit`, forwarded to every method.
 
     X must be complete: missing values (NaN) are a ValueError.
     """

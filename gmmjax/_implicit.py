@@ -55,11 +55,14 @@ def fit_differentiable(
     Forward mode (`jax.jvp`, `jax.jacfwd`) works with gradient="unrolled" only.
 
     Args:
-        X: (N, D) data; init_params: one GMM (no restart axis), e.g. `fit_em(...).best`.
-        sample_weight: (N,) or None; prior: a `gmmjax.Prior` or None.
+        X: (N, D) data.
+        init_params: one GMM (no restart axis), e.g. `fit_em(...).best`.
+        sample_weight: (N,) or None.
+        prior: a `gmmjax.Prior` or None.
         reg_covar: added to the scatter as in `fit_em` (0: the objective's own fixed point).
-        max_iter, tol: EM stops when the objective changes by less than tol, or after
-            max_iter steps ("unrolled": exactly max_iter steps). Arrays, no recompilation.
+        max_iter: EM's step limit ("unrolled": exactly max_iter steps).
+        tol: EM stops when the objective changes by less than tol (an array: changing it
+            does not recompile).
         gradient: "implicit" (the fixed point's derivative) or "unrolled".
 
     Returns:

@@ -124,15 +124,19 @@ def standard_errors(
 
     Args:
         gmm: the fitted mixture (one, no restart axis), e.g. `fit_em(...).best`.
-        X: the data it was fitted to; `sample_weight` (N,) the weights it was fitted with.
+        X: (N, D) the data it was fitted to.
         method: "hessian", "louis", "opg" (module docstring; scikit-learn's four covariance
             types only) or "bootstrap" (every model).
         prior: the prior it was fitted with (None, "mclust" or a `Prior`): the information is
             then that of the log-posterior.
-        key, n_bootstrap, bootstrap ("nonparametric": multinomial resampling weights, or
-            "parametric": data drawn from `gmm`), max_iter, tol, reg_covar: the bootstrap's
-            refits, B = n_bootstrap EM runs in one compiled program started at `gmm`, to the
-            same tol rule as `fit_em` (reg_covar defaults as in `fit_em`).
+        sample_weight: (N,) the weights it was fitted with, or None.
+        key: the bootstrap's random key (method="bootstrap" only).
+        n_bootstrap: B, the number of bootstrap refits, run as one compiled program.
+        bootstrap: "nonparametric" (multinomial resampling weights) or "parametric" (data
+            drawn from `gmm`).
+        max_iter: the refits' step limit; each refit starts at `gmm`.
+        tol: the refits' stopping rule, as `fit_em`'s.
+        reg_covar: the refits' regulariser (default as in `fit_em`).
 
     Raises:
         ValueError: on an unknown method, a structured mclust model with an information
