@@ -38,7 +38,11 @@ def simulated():
     return X, fitted(X, 2, start=TRUE)
 
 
-@pytest.mark.parametrize("cov_type", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize(
+    "cov_type",
+    ["full", pytest.param("tied", marks=pytest.mark.slow),
+     pytest.param("diag", marks=pytest.mark.slow), "spherical"],
+)  # fmt: skip
 def test_louis_equals_the_hessian(cov_type):
     """Louis's identity is exact: the complete-data information less the missing information
     is the observed information, so the two routes agree to rounding (also with a prior)."""
@@ -144,7 +148,11 @@ def test_bad_arguments_are_named():
         gj.standard_errors(TRUE, X).intervals(1.5)
 
 
-@pytest.mark.parametrize("cell", BOOT["cells"], ids=lambda c: f"{c['model']}{c['G']}")
+@pytest.mark.parametrize(
+    "cell",
+    [pytest.param(c, marks=() if c["model"] == "VVV" else pytest.mark.slow) for c in BOOT["cells"]],
+    ids=lambda c: f"{c['model']}{c['G']}",
+)
 def test_same_order_as_mclust_bootstrap(cell):
     """faithful, mclust's EEE,3 and VVV,2 fits: gmmjax's Hessian and bootstrap (B = 200)
     standard errors are within a factor 2 of MclustBootstrap's (B = 999) for every

@@ -14,8 +14,13 @@ import gmmjax as gj
 jax.config.update("jax_enable_x64", True)
 X, _ = gj.load_dataset("faithful")
 comparison = gj.compare(
-    X, 3, key=jax.random.key(0), methods=("em", "squarem", "lbfgs", "adam"),
-    n_restarts=4, max_iter=200, prior="mclust",
+    X,
+    3,
+    key=jax.random.key(0),
+    methods=("em", "squarem", "lbfgs", "adam"),
+    n_restarts=4,
+    max_iter=100,
+    prior="mclust",
 )
 print(comparison)
 

@@ -23,8 +23,10 @@ result = gj.fit_em(X, 2, key=jax.random.key(0), n_restarts=8, tol=1e-8, max_iter
 # %%
 for r in range(8):
     status = gj.Status(int(result.status[r])).name
-    print(f"restart {r}: objective {float(result.objective[r]):.6f} "
-          f"after {int(result.n_iter[r])} steps, {status}")
+    print(
+        f"restart {r}: objective {float(result.objective[r]):.6f} "
+        f"after {int(result.n_iter[r])} steps, {status}"
+    )
 print("best restart:", int(result.best_index))
 
 # %% [markdown]

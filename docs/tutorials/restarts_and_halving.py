@@ -26,8 +26,9 @@ values = np.sort(np.asarray(plain.objective))[::-1]
 print("distinct optima (rounded):", np.unique(np.round(values, 4))[::-1][:6])
 print("best without halving:", float(plain.objective[plain.best_index]))
 print("best with halving:   ", float(halved.objective[halved.best_index]))
-print("EM steps, all restarts: plain", int(np.sum(plain.n_iter)),
-      "halved", int(np.sum(halved.n_iter)))
+print(
+    "EM steps, all restarts: plain", int(np.sum(plain.n_iter)), "halved", int(np.sum(halved.n_iter))
+)
 
 # %%
 ax = gj.plot.history(halved)
