@@ -60,10 +60,11 @@ def bootstrap_replicates(
     for b in np.flatnonzero(ok):
         fit = jax.tree_util.tree_map(lambda leaf, b=b: leaf[b], fits)
         rows.append(np.asarray(to_natural(match_components(fit, gmm, scale)), np.float64))
-    if not rows:
+    if len(rows) < 2:
         raise ValueError(
-            f"all {n_bootstrap} bootstrap refits failed (a collapsed component or non-finite "
-            "iterates); fit with a prior (prior='mclust') or fewer components."
+            f"{n_bootstrap - len(rows)} of {n_bootstrap} bootstrap refits failed (a collapsed "
+            "component or non-finite iterates), too many for a spread; fit with a prior "
+            "(prior='mclust') or fewer components."
         )
     return np.stack(rows), int(n_bootstrap - ok.sum())
 
