@@ -233,9 +233,10 @@ def check_matches(prior: Prior, cov_type: str) -> None:
 # (count per component, count once, scale share per component, scale share once); "once"
 # terms are split evenly over the active components (their models share what they act on).
 # The ten models mclust has priors for follow mclust 6.0.0's EM routines (me*p in its
-# Fortran), which reproduce its fits digit for digit (tests/test_model_priors.py), quirks
-# included: EII never adds the scale (its prior only counts), VEV never the dof, and the
-# counts of EEI, VEI, EVI and EEV add b once or per component as mclust does. One difference:
+# Fortran), which reproduce its fits to 1e-10 in the log-likelihood
+# (tests/test_model_priors.py), quirks included: EII never adds the scale (its prior only
+# counts), VEV never the dof, and the counts of EEI, VEI, EVI and EEV add b once or per
+# component as mclust does. One difference:
 # mclust's EEI leaves the means at x̄_k (while adding B_k to the scatter), which maximises no
 # fixed objective; gmmjax shrinks them as for every other model, so EM stays monotone.
 # For the four mclust has no prior for: VEE and VVE as VVV, EVE and EVV as EEV.
