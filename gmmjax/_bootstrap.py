@@ -58,8 +58,7 @@ def bootstrap_replicates(
     scale = np.asarray(jnp.std(X, axis=0)) + 1e-300
     rows = []
     for b in np.flatnonzero(ok):
-        fit = jax.tree_util.tree_map(lambda leaf, b=b: leaf[b], fits)
-        rows.append(np.asarray(to_natural(match_components(fit, gmm, scale)), np.float64))
+        rows.append(np.asarray(to_natural(match_components(fits[b], gmm, scale)), np.float64))
     if len(rows) < 2:
         raise ValueError(
             f"{n_bootstrap - len(rows)} of {n_bootstrap} bootstrap refits failed (a collapsed "
