@@ -56,6 +56,7 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.mixture import GaussianMixture  # noqa: E402
 
 import gmmjax as gj  # noqa: E402
+import gmmjax._likelihood  # noqa: E402
 import gmmjax._program  # noqa: E402
 
 # Steady state = (T(2M) − T(M)) / M needs both fits built the same way: gmmjax compiles fits
@@ -96,9 +97,9 @@ def matmul_gflops(dtype, size=2048, repeats=5):
 def executed_flops(n, d, k, cov_type, dtype):
     """Multiply-adds x 2 that gmmjax's EM iteration executes for one restart.
 
-    full (both dtypes): the quadratic forms and second moments are products with
-    φ(x) = (x_i x_j)_{i<=j} (P = D(D+1)/2 columns): E-step 2NK(P + D), M-step 2NK(P + D).
-    diag: 4NKD each way (products with x and x²).
+    full (both dtypes, where the pass expands: the `path` column): the quadratic forms and
+    second moments are products with φ(x) = (x_i x_j)_{i<=j} (P = D(D+1)/2 columns): E-step
+    2NK(P + D), M-step 2NK(P + D). diag: 4NKD each way (products with x and x²).
     """
     if cov_type == "diag":
         return 8 * n * k * d
@@ -146,6 +147,7 @@ def fitters(lib, X, start, cov_type, k, restarts):
             res.log_likelihood.block_until_ready()
             # A restart that fails (e.g. a component collapses) stops early; say so in the table.
             statuses.update(gj.Status(int(s)).name for s in res.status)
+            fit_paths[0] = {expansion_path(start, X), expansion_path(res.params, X)}
 
         return fit
     if lib == "sklearn":
@@ -210,6 +212,21 @@ def fitters(lib, X, start, cov_type, k, restarts):
 
 
 fit_statuses = [set()]  # gmmjax's restart statuses in the last measurement
+fit_paths = [set()]  # how its E-step passes formed the quadratic forms, at the start and end
+
+
+def expansion_path(params, X):
+    """ "expanded" where gmmjax's pass takes the products over φ(x) for these parameters (every
+    restart's expansion bound within tolerance, data centred as the fit centres them),
+    "differences" otherwise; float64 always expands."""
+    if X.dtype == np.float64:
+        return "expanded"
+    means = params.means - X.mean(axis=0)
+    centred = gj.GMM(params.weights, means, params.covariances, params.cov_type)
+    bound = max(
+        float(gmmjax._likelihood.expansion_error(centred[r])) for r in range(centred.means.shape[0])
+    )
+    return "expanded" if bound <= gmmjax._likelihood.EXPANSION_TOLERANCE else "differences"
 
 
 def _precisions(c):
@@ -245,6 +262,7 @@ def bench(name, dtype, lib, restarts, iters, repeats):
         compile_s=compile_s,
         gflops=gflops,
         status=",".join(sorted(fit_statuses[0])) if lib == "gmmjax" else "-",
+        path="/".join(sorted(fit_paths[0])) if lib == "gmmjax" else "-",
     )
 
 
@@ -377,6 +395,7 @@ def main():
         "gflops",
         "of_gemm",
         "status",
+        "path",
     )
     print(" | ".join(cols))
     for wl in args.workloads.split(","):

@@ -1,14 +1,14 @@
-"""Why float32 EM is slower than float64 on a CPU: the two kernels of one data chunk, timed.
+"""The two kernels of one data chunk, expanded and explicit, in float32 and float64, timed.
 
 An EM iteration does two things per chunk of rows and per restart: the E-step's squared
 Mahalanobis distances (N, K) and the M-step's weighted second moments Σ γ (x − c)(x − c)ᵀ,
-(K, D, D). In float64 gmmjax expands both about the data's centre into products with the
-shared quadratic features φ(x) (one wide matrix product for every component and restart);
-the expansion's rounding error grows as ε·d², d a component's distance from the centre in its
-own deviations, which float64's ε absorbs and float32's does not (benchmarks/README.md). So
-float32 forms the differences x − c_k explicitly, and this script times every layout of that
-explicit form tried, beside the expanded form in both dtypes, through the same `jax.vmap` over
-restarts the fitting program uses.
+(K, D, D). gmmjax expands both about the data's centre into products with the shared
+quadratic features φ(x) (one wide matrix product for every component and restart); the
+expansion's rounding error grows as ε·d², d a component's distance from the centre in its own
+deviations, which float64's ε absorbs and float32's does not (benchmarks/README.md). So where
+that bound is too large float32 forms the differences x − c_k explicitly, and this script
+times every layout of that explicit form tried, beside the expanded form in both dtypes,
+through the same `jax.vmap` over restarts the fitting program uses.
 
     python benchmarks/bench_float32_kernels.py [--rows 1024] [--features 16] [--components 16]
         [--restarts 8] [--repeats 5]
@@ -36,12 +36,12 @@ def _phi(x):
 
 # Second moments about per-component shifts c (K, D), weights γ (N, K).
 def moments_expanded(X, resp, shift):
-    """Σ γ φ(x) as one product (the float64 path; the shift corrections are O(K D²))."""
+    """Σ γ φ(x) as one product (the expanded path; the shift corrections are O(K D²))."""
     return resp.T @ _phi(X)
 
 
 def moments_nkd(X, resp, shift):
-    """Explicit differences in (N, K, D) layout (the float32 path)."""
+    """Explicit differences in (N, K, D) layout (float32's path far from the centre)."""
     diff = X[:, None, :] - shift[None]
     return jnp.einsum("nkd,nke->kde", resp[:, :, None] * diff, diff)
 
@@ -65,7 +65,7 @@ def moments_per_component_phi(X, resp, shift):
 
 # Squared Mahalanobis distances with precision Cholesky factors U (K, D, D), means μ (K, D).
 def distances_expanded(X, prec, mu):
-    """xᵀPx − 2 (Pμ)ᵀx + μᵀPμ from φ(x) (the float64 path)."""
+    """xᵀPx − 2 (Pμ)ᵀx + μᵀPμ from φ(x) (the expanded path)."""
     d = X.shape[-1]
     P = prec @ jnp.swapaxes(prec, -1, -2)
     i, j = np.triu_indices(d)
@@ -75,7 +75,8 @@ def distances_expanded(X, prec, mu):
 
 
 def distances_linear(X, prec, mu):
-    """‖xᵀU − μᵀU‖²: products with X, then the difference (the float32 path)."""
+    """‖xᵀU − μᵀU‖²: products with X, then the difference (float32's path far from the
+    centre)."""
     y = jnp.einsum("nd,kde->nke", X, prec) - jnp.einsum("kd,kde->ke", mu, prec)
     return jnp.sum(jnp.square(y), -1)
 

@@ -5,7 +5,8 @@ workload and restart count it times, in one process on the same card:
 
 - `reference`: the textbook full-covariance EM iteration written directly in jax.numpy (no
   chunking, no restarts machinery, no status checks), jitted, one restart at a time, R times;
-- `gmmjax`: `fit_em` with R restarts from the same initial parameters, tol=0; the steady-state
+- `gmmjax`: `fit_em` with R restarts from the same initial parameters, tol=0 (each row also
+  records whether the float32 pass expands from those starts, `expanded_at_start`); the steady-state
   time per iteration is (T(M2) − T(M1)) / (M2 − M1) for two compiled fits of M1 < M2
   iterations, so initialisation, the final log-likelihood pass and transfers cancel out;
   with the default chunk size and with `--big-chunk` rows per chunk.
@@ -38,6 +39,7 @@ import numpy as np
 
 import gmmjax as gj
 import gmmjax._program
+from gmmjax._likelihood import EXPANSION_TOLERANCE, expansion_error
 
 # (T(2M) − T(M)) / M needs both fits built alike: small fits otherwise compile without LLVM's
 # optimisations (see gmmjax/_program.py).
@@ -128,6 +130,17 @@ def time_gmmjax(X, starts, restarts, iters, repeats, chunk_size):
     return (long - short) / iters, compile_s
 
 
+def expansion_bound(starts, X):
+    """The largest float32 expansion bound over the restarts at their start (data centred as
+    the fit centres them): gmmjax's pass takes the products over φ(x) while it is at most
+    `EXPANSION_TOLERANCE`, explicit differences otherwise (docs/math.md §3)."""
+    centred = gj.GMM(
+        starts.weights, starts.means - jnp.mean(X, axis=0), starts.covariances, starts.cov_type
+    )
+    errors = [expansion_error(centred[r]) for r in range(centred.means.shape[0])]
+    return float(max(errors))
+
+
 def peak_device_bytes():
     stats = jax.devices()[0].memory_stats() or {}
     return stats.get("peak_bytes_in_use")
@@ -154,6 +167,7 @@ def main():
         for restarts in map(int, args.restarts.split(",")):
             keys = jax.random.split(jax.random.key(1), restarts)
             starts = gj.initialize(X[: min(n, 100_000)], k, key=keys)
+            bound = expansion_bound(starts, X)
             for precision in ("highest", "tensorfloat32"):
                 ctx = (
                     jax.default_matmul_precision("tensorfloat32")
@@ -174,6 +188,8 @@ def main():
                             restarts=restarts,
                             precision=precision,
                             chunk=chunk or "default",
+                            expansion_bound=bound,
+                            expanded_at_start=bound <= EXPANSION_TOLERANCE,
                             reference_ms_per_iter=_ms(ref),
                             gmmjax_ms_per_iter=_ms(got if isinstance(got, str) else got[0]),
                             compile_s=None if isinstance(got, str) else got[1],

@@ -16,7 +16,13 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
 from ._covariance import constrained_covariances, layout
-from ._likelihood import component_log_prob, kernel_component_log_prob, kernel_log_likelihood
+from ._likelihood import (
+    _expand_quadratic,
+    component_log_prob,
+    expansion_is_accurate,
+    kernel_component_log_prob,
+    kernel_log_likelihood,
+)
 from ._missing import e_statistics as missing_e_statistics
 from ._missing import marginal_component_log_prob
 from ._params import GMM
@@ -194,21 +200,48 @@ def em_step(
     return new, mean_ll
 
 
+# Rows x components x features² of one pass below which float32 keeps to the explicit
+# differences alone: such a pass takes milliseconds either way, and compiling the expanded
+# kernel beside them made small float32 fits (3000 x 6, K = 3-5) compile 20-30% slower.
+_SMALL_PASS = 2**24
+
+
 def streamed_e_statistics(gmm: GMM, data: Chunked) -> tuple[SufficientStatistics, Array]:
     """E-step fused with the statistics, chunk by chunk: (statistics about the current means,
     total weighted log-likelihood Σ_i w_i log p(x_i)). No (N, K) array is ever kept. With
     values missing (`data.missing`) the densities are of the observed values and the
-    statistics expected ones (`_missing.py`)."""
+    statistics expected ones (`_missing.py`).
+
+    Below float64 the pass takes the products with the shared quadratic features where they are
+    accurate for every restart (`_likelihood.expansion_is_accurate`, one decision per pass) and
+    the explicit differences otherwise, or always on small data (`_SMALL_PASS`); float64 always
+    takes the products.
+    """
     if data.missing:
         (s0, s1, s2), ll = sum_over_chunks(_chunk_missing_e_statistics, data, gmm)
         return SufficientStatistics(s0, s1, s2, gmm.means), ll
+    if _expand_quadratic(gmm.means.dtype):
+        return _fused_e_statistics(gmm, data, expand=True)
+    k, d = gmm.means.shape
+    if data.n_chunks * data.rows * k * d * d < _SMALL_PASS:
+        return _fused_e_statistics(gmm, data, expand=False)
+    return jax.lax.cond(
+        expansion_is_accurate(gmm),
+        functools.partial(_fused_e_statistics, data=data, expand=True),
+        functools.partial(_fused_e_statistics, data=data, expand=False),
+        gmm,
+    )
 
+
+def _fused_e_statistics(gmm: GMM, data: Chunked, *, expand: bool):
     def responsibilities(X, w, _chunk_index):
-        comp = kernel_component_log_prob(gmm, X)  # X is centred (see `_prepare`)
+        comp = kernel_component_log_prob(gmm, X, expand=expand)  # X is centred (`_prepare`)
         lp = logsumexp(comp, axis=-1, keepdims=True)
         return jnp.exp(comp - lp), jnp.sum(jnp.where(w > 0, w * lp[:, 0], 0.0))
 
-    return streamed_statistics(responsibilities, data, cov_type=gmm.cov_type, shift=gmm.means)
+    return streamed_statistics(
+        responsibilities, data, cov_type=gmm.cov_type, shift=gmm.means, expand=expand
+    )
 
 
 def _chunk_missing_e_statistics(X, w, _chunk_index, gmm):

@@ -22,7 +22,7 @@ from jaxtyping import Array, Float
 
 from ._covariance import layout
 from ._missing import marginal_component_log_prob
-from ._params import GMM, log_det_precision_cholesky
+from ._params import GMM, log_det_precision_cholesky, whitened_square_norms
 
 
 def matmul_precision() -> jax.lax.Precision | None:
@@ -36,15 +36,62 @@ def matmul_precision() -> jax.lax.Precision | None:
 
 
 def _expand_quadratic(dtype) -> bool:
-    """Whether ‖x − μ‖² may be expanded as ‖x‖² − 2 xᵀμ + ‖μ‖² (matrix products, fast).
+    """Whether ‖x − μ‖² is always expanded as ‖x‖² − 2 xᵀμ + ‖μ‖² (matrix products, fast).
 
-    The expansion carries an absolute error of about ε·(‖x‖² + ‖μ‖²) in the metric at hand,
-    which for a component far from the others (or from the origin) relative to its spread is
-    ε·d², d that distance. In float64 that is harmless; in float32 it is not (measured in
-    benchmarks/README.md: two clusters 3000 standard deviations apart made float32 fits fail,
-    and L-BFGS on iris stopped converging), so float32 forms the differences explicitly.
+    The expansion carries an absolute error of about ε·d² in the metric at hand, d the
+    Mahalanobis distance of the expansion's centre from a component (`expansion_error`). In
+    float64 that is harmless at any distance data reach. In float32 it is not (two clusters 3000
+    standard deviations apart made float32 fits fail, benchmarks/README.md): float32 expands
+    only where `expansion_is_accurate` says so and forms the differences explicitly otherwise.
     """
     return jnp.dtype(dtype) == jnp.float64
+
+
+# The axis name `_solver.map_restarts` gives its vmap over restarts: a choice every restart must
+# share, like `expansion_is_accurate`'s, is reduced across it.
+RESTART_AXIS = "gmmjax_restarts"
+
+# The largest ε·d² (see `expansion_error`) at which float32 takes the expansion: d up to about
+# 29 standard deviations. Measured in benchmarks/README.md against the explicit differences.
+EXPANSION_TOLERANCE = 1e-4
+
+
+def expansion_error(gmm: GMM) -> Float[Array, ""]:
+    """ε · max_k ‖|U_k|ᵀ |μ_k|‖²: a bound on the expansion's rounding error relative to Σ_k.
+
+    Expanding about the origin rounds each product x_a x_b (and its weighted sums) with a
+    relative error ε; for the points of component k, |x| ≈ |μ_k|, so the error of the quadratic
+    form (and of the second moments, whitened by U_k) is about ε·‖|U_k|ᵀ|μ_k|‖², the squared
+    Mahalanobis distance of the origin from μ_k with every term taken positive. The explicit
+    differences do not have it. NaN parameters (a failed restart) give NaN.
+    """
+    eps = jnp.finfo(gmm.means.dtype).eps
+    mu = jnp.abs(jax.lax.stop_gradient(gmm.means))
+    U = jnp.abs(jax.lax.stop_gradient(gmm.precisions_cholesky))
+    return eps * jnp.max(whitened_square_norms(mu, U, gmm.cov_type))
+
+
+def expansion_is_accurate(gmm: GMM) -> Array:
+    """Whether the expansion may be used for `gmm` (a boolean scalar): always in float64;
+    otherwise when `expansion_error` ≤ `EXPANSION_TOLERANCE` for every restart that has finite
+    parameters (a failed restart's results are discarded, so it does not force the slow path).
+
+    Under `map_restarts`' vmap the answer is reduced over all restarts, so it stays one value
+    and `lax.cond` on it runs one branch for all of them, rather than both branches with a
+    select, which is what a per-restart predicate becomes under vmap.
+    """
+    if _expand_quadratic(gmm.means.dtype):
+        return jnp.asarray(True)
+    return all_restarts(~(expansion_error(gmm) > EXPANSION_TOLERANCE))
+
+
+def all_restarts(flag: Array) -> Array:
+    """`flag` and-ed over the restarts of an enclosing vmap named `RESTART_AXIS`; `flag`
+    itself where there is none (one restart, or a caller's own vmap)."""
+    try:
+        return jax.lax.pmin(flag, RESTART_AXIS)
+    except NameError:  # no enclosing vmap names the axis
+        return flag
 
 
 def quadratic_features(X: Float[Array, "n d"]) -> Float[Array, "n f"]:
@@ -75,17 +122,20 @@ def unpack_symmetric(v: Float[Array, "... f"], d: int) -> Float[Array, "... d d"
     return out.at[..., i, j].set(v).at[..., j, i].set(v)
 
 
-def squared_mahalanobis(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]:
+def squared_mahalanobis(
+    gmm: GMM, X: Float[Array, "n d"], *, expand: bool | None = None
+) -> Float[Array, "n k"]:
     """‖(x_i − μ_k)ᵀ U_k‖² for every sample and component, shape (N, K).
 
-    float64: expanded as xᵀPx − 2 (Pμ)ᵀx + μᵀPμ with P = U Uᵀ (the precision, formed from its
-    Cholesky factor): matrix products with X, shared by every component and restart.
-    float32: X and the means are first shifted by the centroid of the means (the quadratic form
-    is unchanged, but float32 keeps its digits on data far from the origin), then the
-    differences are formed explicitly, so nothing cancels.
+    expand=True: expanded as xᵀPx − 2 (Pμ)ᵀx + μᵀPμ with P = U Uᵀ (the precision, formed from
+    its Cholesky factor): matrix products with X, shared by every component and restart.
+    expand=False: X and the means are first shifted by the centroid of the means (the quadratic
+    form is unchanged, but float32 keeps its digits on data far from the origin), then the
+    differences are formed explicitly, so nothing cancels. The default (None) expands in
+    float64 only; the fitting code expands in float32 where `expansion_is_accurate`.
     """
     prec = gmm.precisions_cholesky
-    if _expand_quadratic(X.dtype):
+    if _expand_quadratic(X.dtype) if expand is None else expand:
         if layout(gmm.cov_type) in ("full", "tied"):
             precision = jnp.matmul(prec, jnp.swapaxes(prec, -1, -2), precision=matmul_precision())
             spec = "kde,ke->kd" if layout(gmm.cov_type) == "full" else "de,ke->kd"
@@ -107,7 +157,7 @@ def squared_mahalanobis(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]
                 + jnp.sum(jnp.square(mu) * p2, axis=-1)
             )
             return jnp.maximum(sq, 0.0)
-        return squared_distances(X, gmm.means) * jnp.square(prec)
+        return squared_distances(X, gmm.means, expand=True) * jnp.square(prec)
 
     centre = jax.lax.stop_gradient(jnp.mean(gmm.means, axis=0))
     x = X - centre
@@ -119,15 +169,18 @@ def squared_mahalanobis(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]
     if layout(gmm.cov_type) == "tied":
         y = jnp.dot(x, prec, precision=matmul_precision())
         m = jnp.dot(mu, prec, precision=matmul_precision())
-        return squared_distances(y, m)
+        return squared_distances(y, m, expand=False)
     if layout(gmm.cov_type) == "diag":
         return jnp.sum(jnp.square((x[:, None, :] - mu[None]) * prec[None]), axis=-1)
-    return squared_distances(x, mu) * jnp.square(prec)
+    return squared_distances(x, mu, expand=False) * jnp.square(prec)
 
 
-def squared_distances(x: Float[Array, "n d"], m: Float[Array, "k d"]) -> Float[Array, "n k"]:
-    """‖x_i − m_k‖², shape (N, K): expanded into matrix products in float64, direct in float32."""
-    if _expand_quadratic(x.dtype):
+def squared_distances(
+    x: Float[Array, "n d"], m: Float[Array, "k d"], *, expand: bool | None = None
+) -> Float[Array, "n k"]:
+    """‖x_i − m_k‖², shape (N, K): expanded into matrix products (default: float64 only) or
+    formed from explicit differences."""
+    if _expand_quadratic(x.dtype) if expand is None else expand:
         sq = (
             jnp.sum(jnp.square(x), axis=-1)[:, None]
             - 2.0 * jnp.dot(x, m.T, precision=matmul_precision())
@@ -137,14 +190,20 @@ def squared_distances(x: Float[Array, "n d"], m: Float[Array, "k d"]) -> Float[A
     return jnp.sum(jnp.square(x[:, None, :] - m[None]), axis=-1)
 
 
-def log_gaussian(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]:
-    """log N(x_i | μ_k, Σ_k), shape (N, K). In float64 `squared_mahalanobis` expands about the
-    origin, so X should lie near it: the fitting code passes centred data, the public functions
-    below centre first."""
+def log_gaussian(
+    gmm: GMM, X: Float[Array, "n d"], *, expand: bool | None = None
+) -> Float[Array, "n k"]:
+    """log N(x_i | μ_k, Σ_k), shape (N, K). Where `squared_mahalanobis` expands (see `expand`
+    there) it does so about the origin, so X should lie near it: the fitting code passes
+    centred data, the public functions below centre first."""
     d = gmm.n_features
     _check_features(gmm, X)
     log_det = log_det_precision_cholesky(gmm.precisions_cholesky, gmm.cov_type, d)
-    return -0.5 * d * math.log(2 * math.pi) + log_det - 0.5 * squared_mahalanobis(gmm, X)
+    return (
+        -0.5 * d * math.log(2 * math.pi)
+        + log_det
+        - 0.5 * squared_mahalanobis(gmm, X, expand=expand)
+    )
 
 
 def _check_features(gmm: GMM, X) -> None:
@@ -157,10 +216,13 @@ def _check_features(gmm: GMM, X) -> None:
         )
 
 
-def kernel_component_log_prob(gmm: GMM, X: Float[Array, "n d"]) -> Float[Array, "n k"]:
+def kernel_component_log_prob(
+    gmm: GMM, X: Float[Array, "n d"], *, expand: bool | None = None
+) -> Float[Array, "n k"]:
     """`component_log_prob` without the centring: for data already centred (fitting code),
-    where every restart shares X and its quadratic features."""
-    return jnp.log(gmm.weights) + log_gaussian(gmm, X)
+    where every restart shares X and its quadratic features. `expand`: see
+    `squared_mahalanobis`."""
+    return jnp.log(gmm.weights) + log_gaussian(gmm, X, expand=expand)
 
 
 def kernel_log_likelihood(

@@ -58,6 +58,18 @@ def log_det_precision_cholesky(prec_chol: Array, cov_type: str, n_features: int)
     return n_features * jnp.log(prec_chol)
 
 
+def whitened_square_norms(v: Array, prec_chol: Array, cov_type: str) -> Array:
+    """‖U_kᵀ v_k‖² for K vectors v (K, D) and the precisions' Cholesky factors U in
+    `cov_type`'s layout: (K,). With v_k = μ_k − m it is the Mahalanobis distance² of m from μ_k."""
+    if layout(cov_type) == "full":
+        return jnp.sum(jnp.square(jnp.einsum("kd,kde->ke", v, prec_chol)), axis=-1)
+    if layout(cov_type) == "tied":
+        return jnp.sum(jnp.square(v @ prec_chol), axis=-1)
+    if layout(cov_type) == "diag":
+        return jnp.sum(jnp.square(v * prec_chol), axis=-1)
+    return jnp.sum(jnp.square(v), axis=-1) * jnp.square(prec_chol)
+
+
 def _is_concrete(*arrays) -> bool:
     return not any(isinstance(a, jax.core.Tracer) for a in arrays)
 

@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._config import FitConfig
+from ._covariance import layout
 from ._params import GMM
 from ._prior import Prior, resolve_prior
 from ._sharding import (
@@ -44,6 +45,11 @@ from ._validate import (
 # Rows per chunk x restarts x components: the (chunk, K) responsibilities of all restarts
 # together stay cache-sized. Measured on W2 and W4 (benchmarks/README.md): 2^17-2^18 is best.
 _CHUNK_ELEMENTS = 2**18
+# Rows per chunk x feature columns: the chunk's quadratic features φ(x) (D(D+1)/2 columns for
+# full and tied covariances, D for diag and spherical), read by both of the pass's products,
+# stay cache-sized too. With one restart the rule above alone gave W2 (D=16, K=16) 16,384-row
+# chunks whose φ (18 MB in float64) ran 1.8x slower per iteration than 2048-row ones.
+_FEATURE_ELEMENTS = 2**19
 # ...but not fewer rows than this: with 64 restarts of W2 (K=16) 1024-row chunks ran 15% faster
 # than 256-row ones (the products' contraction over rows gets too short).
 _MIN_CHUNK_ROWS = 1024
@@ -55,20 +61,31 @@ _MISSING_CHUNK_ELEMENTS = 2**22
 
 
 def default_chunk_size(
-    n_samples: int, n_restarts: int, n_components: int, *, n_features: int = 1, missing=False
+    n_samples: int,
+    n_restarts: int,
+    n_components: int,
+    *,
+    n_features: int = 1,
+    cov_type: str = "full",
+    missing=False,
 ) -> int:
-    """Rows per chunk when `chunk_size` is None: 2^18 / (R·K) rounded down to a power of two,
-    at least 1024 and at most N; with values missing 2^22 / (R·K·D²), at least 16."""
+    """Rows per chunk when `chunk_size` is None: min(2^18 / (R·K), 2^19 / F) rounded down to a
+    power of two, at least 1024 and at most N, F the columns of the quadratic features
+    (D(D+1)/2 for full and tied, D otherwise); with values missing 2^22 / (R·K·D²), at least
+    16."""
     if missing:
         per_row = n_restarts * n_components * n_features**2
         rows = max(16, _MISSING_CHUNK_ELEMENTS // per_row)
     else:
-        rows = max(_MIN_CHUNK_ROWS, _CHUNK_ELEMENTS // (n_restarts * n_components))
+        full = layout(cov_type) in ("full", "tied")
+        features = n_features * (n_features + 1) // 2 if full else n_features
+        rows = min(_CHUNK_ELEMENTS // (n_restarts * n_components), _FEATURE_ELEMENTS // features)
+        rows = max(_MIN_CHUNK_ROWS, rows)
     return min(n_samples, 1 << (rows.bit_length() - 1))
 
 
 def chunk_rows_for(
-    config: FitConfig, n_samples: int, *, n_features: int = 1, missing: bool = False
+    config: FitConfig, n_samples: int, *, n_features: int, missing: bool = False
 ) -> int:
     """Rows per chunk: the user's chunk_size, else the method's rule, else the default."""
     if config.chunk_size is not None:
@@ -81,6 +98,7 @@ def chunk_rows_for(
             config.n_restarts,
             config.n_components,
             n_features=n_features,
+            cov_type=config.cov_type,
             missing=missing,
         )
     return min(n_samples, rows)

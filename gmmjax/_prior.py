@@ -30,7 +30,7 @@ from jax.scipy.special import gammaln, multigammaln
 from jaxtyping import Array, Float
 
 from ._covariance import ALIASES, check_cov_type, layout, model_name
-from ._params import GMM, _is_concrete, log_det_precision_cholesky
+from ._params import GMM, _is_concrete, log_det_precision_cholesky, whitened_square_norms
 
 
 def _scale_shape(cov_type: str, d: int) -> tuple[int, ...]:
@@ -312,15 +312,7 @@ def log_prior(gmm: GMM, prior: Prior, active=None) -> Float[Array, ""]:
     # (μ_k − m)ᵀ Σ_k⁻¹ (μ_k − m), K numbers: formed from explicit differences rather than by
     # `_likelihood.squared_mahalanobis`, whose float64 expansion (built for N x K products)
     # cancels and clamps at 0 exactly where μ_k ≈ m.
-    diff = gmm.means - prior.mean  # (K, D)
-    if layout(gmm.cov_type) == "full":
-        maha = jnp.sum(jnp.square(jnp.einsum("kd,kde->ke", diff, U)), axis=-1)
-    elif layout(gmm.cov_type) == "tied":
-        maha = jnp.sum(jnp.square(diff @ U), axis=-1)
-    elif layout(gmm.cov_type) == "diag":
-        maha = jnp.sum(jnp.square(diff * U), axis=-1)
-    else:
-        maha = jnp.sum(jnp.square(diff), axis=-1) * jnp.square(U)
+    maha = whitened_square_norms(gmm.means - prior.mean, U, gmm.cov_type)
     half_logdet_k = (
         half_logdet_prec
         if layout(gmm.cov_type) != "tied"

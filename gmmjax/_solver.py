@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from ._likelihood import RESTART_AXIS
+
 
 class Status(enum.IntEnum):
     """Why a restart stopped."""
@@ -206,11 +208,12 @@ def map_restarts(fn: Callable, *batched):
 
     XLA's CPU backend lowers products with a batch dimension of size 1 badly: the float32
     diagonal E-step of W3 (N=100k, D=64, K=32) took 3.7 s as a vmap of one restart and 70 ms
-    unbatched. `None` entries stay None.
+    unbatched. `None` entries stay None. The vmap's axis is named `RESTART_AXIS`, so that
+    `_likelihood.all_restarts` can take a decision shared by every restart.
     """
     leaves = [b for b in batched if b is not None]
     if jax.tree.leaves(leaves)[0].shape[0] != 1:
-        return jax.vmap(fn)(*batched)
+        return jax.vmap(fn, axis_name=RESTART_AXIS)(*batched)
     first = [None if b is None else jax.tree.map(lambda a: a[0], b) for b in batched]
     return jax.tree.map(lambda a: a[None], fn(*first))
 

@@ -82,15 +82,20 @@ def kernel_statistics(
     cov_type: str,
     sample_weight: Float[Array, " n"] | None,
     shift: Float[Array, "k d"],
+    expand: bool | None = None,
 ) -> SufficientStatistics:
     """`sufficient_statistics` without moving the origin: for data already centred (the
-    fitting code), where every restart shares X and its quadratic features."""
+    fitting code), where every restart shares X and its quadratic features.
+
+    expand: take s2 from the products with φ(x) (`_second_moment`) rather than from explicit
+    differences; the default (None) does so in float64 only (see
+    `_likelihood.expansion_is_accurate` for when float32 may)."""
     if sample_weight is not None:
         resp = resp * sample_weight[:, None]
     s0 = jnp.sum(resp, axis=0)
     raw1 = jnp.dot(resp.T, X, precision=matmul_precision())  # Σ γ x, (K, D)
     s1 = raw1 - s0[:, None] * shift
-    if _expand_quadratic(X.dtype):
+    if _expand_quadratic(X.dtype) if expand is None else expand:
         s2 = _second_moment(X, resp, s0, raw1, shift, cov_type)
     else:
         s2 = _second_moment_direct(X, resp, shift, cov_type)
@@ -99,7 +104,7 @@ def kernel_statistics(
 
 def _second_moment(X, resp, s0, raw1, shift, cov_type):
     """Σ γ (x−c)(x−c)ᵀ = Σ γ xxᵀ − c (Σγx)ᵀ − (Σγx) cᵀ + s0 ccᵀ, by matrix products with φ(x)
-    shared by every component and restart (float64; see `_likelihood._expand_quadratic`)."""
+    shared by every component and restart (see `_likelihood.expansion_error` for its rounding)."""
     d = X.shape[-1]
     if layout(cov_type) == "full":
         xx = unpack_symmetric(
@@ -124,7 +129,7 @@ def _second_moment(X, resp, s0, raw1, shift, cov_type):
 
 
 def _second_moment_direct(X, resp, shift, cov_type):
-    """The same sums from explicit (N, K, D) differences: no cancellation (float32)."""
+    """The same sums from explicit (N, K, D) differences: no cancellation."""
     diff = X[:, None, :] - shift[None]
     weighted = resp[:, :, None] * diff
     if layout(cov_type) == "full":
@@ -202,6 +207,11 @@ class Chunked(eqx.Module):
     def n_chunks(self) -> int:
         return self.X.shape[0]
 
+    @property
+    def rows(self) -> int:
+        """Rows per chunk (padding included), as `_stream.Streamed.rows`."""
+        return self.X.shape[1]
+
     def sum_chunks(self, fn: Callable, *args):
         """Σ_c fn(X_c, w_c, c, *args) with `lax.scan` over the chunk arrays."""
         if self.n_chunks == 1:
@@ -270,13 +280,14 @@ def sum_over_chunks(fn: Callable, data, *args):
 
 
 def streamed_statistics(
-    responsibilities: Callable, data, *, cov_type: str, shift: Array
+    responsibilities: Callable, data, *, cov_type: str, shift: Array, expand: bool | None = None
 ) -> tuple[SufficientStatistics, object]:
     """Sufficient statistics about `shift`, accumulated chunk by chunk.
 
     `responsibilities(X_c, w_c, c)` gives the chunk's (B, K) responsibilities and any extra
     pytree to sum alongside (e.g. the log-likelihood); sample weights are folded in here. The
-    shift is the same for every chunk, so only s0, s1, s2 are summed.
+    shift is the same for every chunk, so only s0, s1, s2 are summed. `expand`: see
+    `kernel_statistics`.
 
     Returns:
         (SufficientStatistics, the summed extra).
@@ -284,7 +295,9 @@ def streamed_statistics(
 
     def chunk(X, w, c):
         resp, extra = responsibilities(X, w, c)
-        st = kernel_statistics(X, resp, cov_type=cov_type, sample_weight=w, shift=shift)
+        st = kernel_statistics(
+            X, resp, cov_type=cov_type, sample_weight=w, shift=shift, expand=expand
+        )
         return (st.s0, st.s1, st.s2), extra
 
     (s0, s1, s2), extra = sum_over_chunks(chunk, data)

@@ -10,12 +10,15 @@ import subprocess
 import sys
 import textwrap
 
+import equinox as eqx
 import jax
 import numpy as np
 import pytest
 from conftest import assert_close
 
 import gmmjax as gj
+from gmmjax import _em
+from gmmjax._likelihood import expansion_is_accurate
 
 _FIRST_FIT = textwrap.dedent(
     """
@@ -135,10 +138,22 @@ def _mixture(n, d, k, scale, offset, seed=0):
     return means[labels] + rng.normal(size=(n, d)) * scales[labels] + offset
 
 
+@pytest.fixture
+def small_passes_branch(monkeypatch):
+    """Small data take the expanded/differences branch as large data do. The threshold is read
+    when a program is traced, so programs traced before and after are dropped."""
+    jax.clear_caches()
+    monkeypatch.setattr(_em, "_SMALL_PASS", 0)
+    yield
+    jax.clear_caches()
+
+
+@pytest.mark.usefixtures("small_passes_branch")
 @pytest.mark.parametrize(("cov_type", "offset"), [("full", 0.0), ("full", 1e4), ("diag", 1e4)])
 def test_float32_fit_agrees_with_float64(cov_type, offset):
     """100 EM steps from the same starts: float32's per-sample log-likelihood within 1e-5
-    (relative) of float64's, on data offset by 0 and 1e4, every restart finite."""
+    (relative) of float64's, on data offset by 0 and 1e4, every restart finite. The passes
+    take the expanded products (the fast path; checked), as on large data."""
     X = _mixture(3000, 6, 5, 3.0, offset)
     start = gj.initialize(X, 5, key=jax.random.split(jax.random.key(0), 4), cov_type=cov_type)
     fits = {
@@ -156,6 +171,7 @@ def test_float32_fit_agrees_with_float64(cov_type, offset):
     }
     ll32 = np.asarray(fits[np.float32].log_likelihood, np.float64)
     assert fits[np.float32].log_likelihood.dtype == np.float32
+    assert _expands(fits[np.float32].params, X)
     assert np.all(np.isfinite(ll32))
     assert_close(ll32, fits[np.float64].log_likelihood, rtol=1e-5)
 
@@ -179,6 +195,14 @@ def test_small_fits_take_the_quick_compilation(monkeypatch):
     assert_close(quick.best.covariances, optimised.best.covariances, rtol=1e-10, atol=1e-12)
 
 
+def _expands(params, X):
+    """Whether float32's pass expands for every restart of `params` (the fit centres X)."""
+    centre = np.mean(X, axis=0).astype(params.means.dtype)
+    centred = eqx.tree_at(lambda g: g.means, params, params.means - centre)
+    return all(bool(expansion_is_accurate(centred[r])) for r in range(params.means.shape[0]))
+
+
+@pytest.mark.usefixtures("small_passes_branch")
 @pytest.mark.parametrize("cov_type", ["full", "diag"])
 def test_float32_fit_of_far_separated_clusters(cov_type):
     """Two unit-variance clusters 2000 standard deviations apart: float32 forms differences,
@@ -186,6 +210,7 @@ def test_float32_fit_of_far_separated_clusters(cov_type):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(2000, 2)) + np.where(rng.random(2000) < 0.5, -1000.0, 1000.0)[:, None]
     res = gj.fit(X.astype(np.float32), 2, key=jax.random.key(0), n_restarts=2, cov_type=cov_type)
+    assert not _expands(res.params, X)
     variances = np.asarray(res.best.covariances).reshape(2, -1)
     expected = [np.var(X[X[:, 0] < 0], axis=0), np.var(X[X[:, 0] > 0], axis=0)]
     order = np.argsort(np.asarray(res.best.means)[:, 0])

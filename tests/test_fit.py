@@ -56,6 +56,25 @@ def test_chunk_size_does_not_change_the_fit(cov_type):
         assert_close(other.history, fits[0].history, rtol=1e-12)
 
 
+@pytest.mark.parametrize(
+    ("shape", "restarts", "cov_type", "rows"),
+    [
+        ((100_000, 16, 16), 1, "full", 2048),  # φ's 136 columns cap it, not 2^18 / K
+        ((100_000, 16, 16), 8, "full", 2048),
+        ((100_000, 16, 16), 64, "full", 1024),  # the floor
+        ((1_000_000, 8, 8), 1, "full", 8192),
+        ((1_000_000, 8, 8), 8, "full", 4096),
+        ((100_000, 64, 32), 1, "diag", 8192),  # diag's features are x², D columns
+        ((500, 16, 16), 1, "full", 500),  # never more than N
+    ],
+)
+def test_default_chunk_rows_keep_the_chunk_arrays_cache_sized(shape, restarts, cov_type, rows):
+    from gmmjax._prepare import default_chunk_size
+
+    n, d, k = shape
+    assert default_chunk_size(n, restarts, k, n_features=d, cov_type=cov_type) == rows
+
+
 def test_integer_sample_weights_equal_duplicated_rows(cov_type):
     X = blobs(52, n=300, d=2, k=3)
     counts = np.random.default_rng(0).integers(0, 4, size=300)
