@@ -22,11 +22,17 @@ iris with n_init=8, each in a fresh subprocess, timed from after the imports: gm
 persistent compilation cache cold (an empty directory), warm (the directory the cold run
 filled) and off.
 
+float32 against float64 (`--dtype-ratio`): gmmjax's fits in the two dtypes from the same starts,
+interleaved round by round (M then 2M iterations of one, then of the other), so that a noisy
+machine slows both alike; prints the median time per iteration of each and the median of the
+per-round ratios.
+
 Usage:
     python benchmarks/bench_em.py            # everything
     python benchmarks/bench_em.py --first-fit --repeats 5
     python benchmarks/bench_em.py --workloads W2 --dtypes float64 --restarts 8 --libs gmmjax,sklearn
     python benchmarks/bench_em.py --memory   # peak RSS per (workload, library, R), own process
+    python benchmarks/bench_em.py --dtype-ratio --workloads W2,W4 --restarts 8 --repeats 7
 """
 
 from __future__ import annotations
@@ -266,6 +272,31 @@ def bench(name, dtype, lib, restarts, iters, repeats):
     )
 
 
+def dtype_ratio(name, restarts, iters, rounds):
+    """float64 against float32 gmmjax fits, interleaved: (median ms per iteration of each,
+    median of the per-round float64 / float32 ratios)."""
+    n, d, k, cov_type = WORKLOADS[name]
+    X = make_data(n, d, k)
+    start = gj.initialize(X, k, key=jax.random.split(jax.random.key(0), restarts))
+    fits = {}
+    for dtype in (np.float64, np.float32):
+        cast = jax.tree.map(lambda a, dtype=dtype: a.astype(dtype), start)
+        fits[dtype] = fitters("gmmjax", X.astype(dtype), cast, cov_type, k, restarts)
+        fits[dtype](iters), fits[dtype](2 * iters)  # compile both lengths
+    per_iter = {dtype: [] for dtype in fits}
+    for _ in range(rounds):
+        for dtype, fit in fits.items():
+            t = time.perf_counter()
+            fit(iters)
+            short = time.perf_counter() - t
+            t = time.perf_counter()
+            fit(2 * iters)
+            per_iter[dtype].append((time.perf_counter() - t - short) / iters)
+    ratios = [a / b for a, b in zip(per_iter[np.float64], per_iter[np.float32], strict=True)]
+    medians = [1e3 * statistics.median(per_iter[dtype]) for dtype in fits]
+    return medians, statistics.median(ratios)
+
+
 def peak_rss(wl, dtype, lib, restarts):
     """Peak RSS in GiB of a separate process running this one measurement (2 iterations)."""
     cmd = [
@@ -359,6 +390,7 @@ def main():
     p.add_argument("--repeats", type=int, default=3, help="timed runs; medians are reported")
     p.add_argument("--memory", action="store_true", help="peak RSS table instead of times")
     p.add_argument("--first-fit", action="store_true", help="first fit in a new process")
+    p.add_argument("--dtype-ratio", action="store_true", help="float64 vs float32, interleaved")
     args = p.parse_args()
     if args.first_fit:
         first_fit(args.repeats)
@@ -370,6 +402,13 @@ def main():
         f"jax {jax.__version__}, numpy {np.__version__}; missing: {missing or 'none'}"
     )
     restart_counts = [int(r) for r in args.restarts.split(",")]
+    if args.dtype_ratio:
+        print("wl | restarts | float64 ms/iter | float32 ms/iter | float64/float32 (median)")
+        for wl in args.workloads.split(","):
+            for r in restart_counts:
+                (f64, f32), ratio = dtype_ratio(wl, r, args.iters, args.repeats)
+                print(f"{wl} | {r} | {f64:.1f} | {f32:.1f} | {ratio:.2f}", flush=True)
+        return
     if args.memory:
         print("wl | dtype | lib | restarts | peak RSS GiB")
         for wl in args.workloads.split(","):
