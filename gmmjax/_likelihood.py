@@ -63,12 +63,14 @@ def expansion_error(gmm: GMM) -> Float[Array, ""]:
     relative error ε; for the points of component k, |x| ≈ |μ_k|, so the error of the quadratic
     form (and of the second moments, whitened by U_k) is about ε·‖|U_k|ᵀ|μ_k|‖², the squared
     Mahalanobis distance of the origin from μ_k with every term taken positive. The explicit
-    differences do not have it. NaN parameters (a failed restart) give NaN.
+    differences do not have it. Components of weight 0 (masked by `select`'s padded programs)
+    explain no point and do not count. NaN parameters (a failed restart) give NaN.
     """
     eps = jnp.finfo(gmm.means.dtype).eps
     mu = jnp.abs(jax.lax.stop_gradient(gmm.means))
     U = jnp.abs(jax.lax.stop_gradient(gmm.precisions_cholesky))
-    return eps * jnp.max(whitened_square_norms(mu, U, gmm.cov_type))
+    d2 = whitened_square_norms(mu, U, gmm.cov_type)
+    return eps * jnp.max(jnp.where(jax.lax.stop_gradient(gmm.weights) == 0, 0.0, d2))
 
 
 def expansion_is_accurate(gmm: GMM) -> Array:

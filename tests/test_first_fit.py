@@ -138,14 +138,15 @@ def _mixture(n, d, k, scale, offset, seed=0):
     return means[labels] + rng.normal(size=(n, d)) * scales[labels] + offset
 
 
-@pytest.fixture
-def small_passes_branch(monkeypatch):
+@pytest.fixture(scope="module")
+def small_passes_branch():
     """Small data take the expanded/differences branch as large data do. The threshold is read
-    when a program is traced, so programs traced before and after are dropped."""
+    when a program is traced, so programs traced before are dropped, once; those traced under
+    it stay (they compute the same fits, by the branch)."""
     jax.clear_caches()
-    monkeypatch.setattr(_em, "_SMALL_PASS", 0)
-    yield
-    jax.clear_caches()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_em, "_SMALL_PASS", 0)
+        yield
 
 
 @pytest.mark.usefixtures("small_passes_branch")

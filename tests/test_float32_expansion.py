@@ -33,6 +33,20 @@ def test_expansion_bound_is_the_squared_distance_of_the_origin_times_eps():
     assert_close(expansion_error(_gmm(100.0)), eps * (101**2 + 99.5**2), rtol=1e-5)
 
 
+def test_components_of_weight_zero_do_not_count():
+    """`select`'s padded programs mask components with weight 0; a far or narrow masked one
+    must not send the pass to the slow path."""
+    gmm = _gmm(0.0)
+    far = GMM(
+        np.array([1.0, 0.0], np.float32),
+        np.array([[1.0, 0.0], [1e4, 1e4]], np.float32),
+        gmm.covariances,
+        "full",
+    )
+    assert_close(expansion_error(far), np.finfo(np.float32).eps, rtol=1e-6)
+    assert bool(expansion_is_accurate(far))
+
+
 def test_float32_expands_near_the_origin_only():
     assert bool(expansion_is_accurate(_gmm(0.0)))
     far = np.sqrt(2 * EXPANSION_TOLERANCE / np.finfo(np.float32).eps)  # ε·d² = 2 x tolerance
