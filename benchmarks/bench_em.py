@@ -62,6 +62,7 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.mixture import GaussianMixture  # noqa: E402
 
 import gmmjax as gj  # noqa: E402
+import gmmjax._em  # noqa: E402
 import gmmjax._likelihood  # noqa: E402
 import gmmjax._program  # noqa: E402
 
@@ -227,6 +228,9 @@ def expansion_path(params, X):
     "differences" otherwise; float64 always expands."""
     if X.dtype == np.float64:
         return "expanded"
+    n, d = X.shape
+    if n * params.means.shape[-2] * d * d < gmmjax._em._SMALL_PASS:
+        return "differences"  # a small pass keeps to them
     means = params.means - X.mean(axis=0)
     centred = gj.GMM(params.weights, means, params.covariances, params.cov_type)
     bound = max(

@@ -39,6 +39,7 @@ import numpy as np
 
 import gmmjax as gj
 import gmmjax._program
+from gmmjax._em import _SMALL_PASS
 from gmmjax._likelihood import EXPANSION_TOLERANCE, expansion_error
 
 # (T(2M) − T(M)) / M needs both fits built alike: small fits otherwise compile without LLVM's
@@ -133,7 +134,8 @@ def time_gmmjax(X, starts, restarts, iters, repeats, chunk_size):
 def expansion_bound(starts, X):
     """The largest float32 expansion bound over the restarts at their start (data centred as
     the fit centres them): gmmjax's pass takes the products over φ(x) while it is at most
-    `EXPANSION_TOLERANCE`, explicit differences otherwise (docs/math.md §3)."""
+    `EXPANSION_TOLERANCE` (and the pass is not small, `_SMALL_PASS`), explicit differences
+    otherwise (docs/math.md §3)."""
     centred = gj.GMM(
         starts.weights, starts.means - jnp.mean(X, axis=0), starts.covariances, starts.cov_type
     )
@@ -189,7 +191,9 @@ def main():
                             precision=precision,
                             chunk=chunk or "default",
                             expansion_bound=bound,
-                            expanded_at_start=bound <= EXPANSION_TOLERANCE,
+                            expanded_at_start=bool(
+                                bound <= EXPANSION_TOLERANCE and n * k * d * d >= _SMALL_PASS
+                            ),
                             reference_ms_per_iter=_ms(ref),
                             gmmjax_ms_per_iter=_ms(got if isinstance(got, str) else got[0]),
                             compile_s=None if isinstance(got, str) else got[1],
