@@ -112,7 +112,9 @@ def main():
         _, short = fit(args.iters)
         res, long = fit(2 * args.iters)
     per_iter = (long - short) / args.iters
-    flops = 4 * n * args.k * d * d  # float32 path: explicit differences, 2NKD² each for E and M
+    # float32 explicit differences: 2NKD² each for E and M (the expanded path, which float32
+    # takes where `expansion_is_accurate`, executes about half of that).
+    flops = 4 * n * args.k * d * d
     print(f"first fit ({args.iters} steps, incl. compile and validation pass): {first:.1f} s")
     print(f"fit of {args.iters} steps: {short:.1f} s; of {2 * args.iters} steps: {long:.1f} s")
     print(f"steady state: {per_iter:.2f} s per EM iteration ({flops / per_iter / 1e9:.1f} GFLOP/s)")

@@ -2,7 +2,7 @@
 
 float32's E-step pass either expands the quadratic forms into products with the shared
 quadratic features (fast; rounding error about ε·d², d a component's Mahalanobis distance from
-the data's centre) or forms explicit differences (exact, about 5x slower on W2). gmmjax picks
+the data's centre) or forms explicit differences (exact, 5-6x slower on W2). gmmjax picks
 the expansion while the bound `expansion_error` ≤ `EXPANSION_TOLERANCE` (docs/math.md §3).
 This script forces each path in turn (by setting the tolerance to 0 or infinity) on mixtures of
 16 components in 16 dimensions whose means spread ever wider, runs 100 EM steps from the same 4

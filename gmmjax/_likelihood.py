@@ -23,6 +23,7 @@ from jaxtyping import Array, Float
 from ._covariance import layout
 from ._missing import marginal_component_log_prob
 from ._params import GMM, log_det_precision_cholesky, whitened_square_norms
+from ._solver import all_restarts
 
 
 def matmul_precision() -> jax.lax.Precision | None:
@@ -46,10 +47,6 @@ def _expand_quadratic(dtype) -> bool:
     """
     return jnp.dtype(dtype) == jnp.float64
 
-
-# The axis name `_solver.map_restarts` gives its vmap over restarts: a choice every restart must
-# share, like `expansion_is_accurate`'s, is reduced across it.
-RESTART_AXIS = "gmmjax_restarts"
 
 # The largest ε·d² (see `expansion_error`) at which float32 takes the expansion: d up to about
 # 29 standard deviations. Measured in benchmarks/README.md against the explicit differences.
@@ -75,32 +72,26 @@ def expansion_error(gmm: GMM) -> Float[Array, ""]:
 
 def expansion_is_accurate(gmm: GMM) -> Array:
     """Whether the expansion may be used for `gmm` (a boolean scalar): always in float64;
-    otherwise when `expansion_error` ≤ `EXPANSION_TOLERANCE` for every restart that has finite
-    parameters (a failed restart's results are discarded, so it does not force the slow path).
+    otherwise when `expansion_error` ≤ `EXPANSION_TOLERANCE` for every restart whose bound is
+    finite (non-finite parameters come from an extrapolation or an iterate that will be
+    rejected, and do not force the slow path).
 
-    Under `map_restarts`' vmap the answer is reduced over all restarts, so it stays one value
-    and `lax.cond` on it runs one branch for all of them, rather than both branches with a
-    select, which is what a per-restart predicate becomes under vmap.
+    Under `_solver.map_restarts`' vmap the answer is reduced over all restarts, so it stays one
+    value and `lax.cond` on it runs one branch for all of them, rather than both branches with a
+    select, which is what a per-restart predicate becomes under vmap. Restarts that have stopped
+    still vote with their last iterate (the vmapped loop steps them until the last one stops).
     """
     if _expand_quadratic(gmm.means.dtype):
         return jnp.asarray(True)
-    return all_restarts(~(expansion_error(gmm) > EXPANSION_TOLERANCE))
-
-
-def all_restarts(flag: Array) -> Array:
-    """`flag` and-ed over the restarts of an enclosing vmap named `RESTART_AXIS`; `flag`
-    itself where there is none (one restart, or a caller's own vmap)."""
-    try:
-        return jax.lax.pmin(flag, RESTART_AXIS)
-    except NameError:  # no enclosing vmap names the axis
-        return flag
+    bound = expansion_error(gmm)
+    return all_restarts(~jnp.isfinite(bound) | (bound <= EXPANSION_TOLERANCE))
 
 
 def quadratic_features(X: Float[Array, "n d"]) -> Float[Array, "n f"]:
     """φ(x) = (x_i x_j)_{i≤j}, F = D(D+1)/2 columns: xᵀAx = φ(x)·pack(A) for symmetric A.
 
     Shared by every component and restart, it turns the quadratic form of the log-density and
-    the second moments of the M-step into plain matrix products (float64 paths).
+    the second moments of the M-step into plain matrix products (the expanded paths).
     """
     # Row i of the upper triangle is x_i · x[i:]: slices and one concatenation, which XLA
     # fuses into plain loops. Indexing with triu_indices instead is a gather, which XLA's CPU

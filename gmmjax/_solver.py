@@ -25,7 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from ._likelihood import RESTART_AXIS
+# The axis name `map_restarts` gives its vmap over restarts (not a mesh axis: see
+# `_sharding.RESTART_AXIS`): a choice every restart must share, like
+# `_likelihood.expansion_is_accurate`'s, is reduced across it by `all_restarts`.
+RESTART_VMAP_AXIS = "gmmjax_restarts"
 
 
 class Status(enum.IntEnum):
@@ -208,14 +211,23 @@ def map_restarts(fn: Callable, *batched):
 
     XLA's CPU backend lowers products with a batch dimension of size 1 badly: the float32
     diagonal E-step of W3 (N=100k, D=64, K=32) took 3.7 s as a vmap of one restart and 70 ms
-    unbatched. `None` entries stay None. The vmap's axis is named `RESTART_AXIS`, so that
-    `_likelihood.all_restarts` can take a decision shared by every restart.
+    unbatched. `None` entries stay None. The vmap's axis is named `RESTART_VMAP_AXIS`, so that
+    `all_restarts` can take a decision shared by every restart.
     """
     leaves = [b for b in batched if b is not None]
     if jax.tree.leaves(leaves)[0].shape[0] != 1:
-        return jax.vmap(fn, axis_name=RESTART_AXIS)(*batched)
+        return jax.vmap(fn, axis_name=RESTART_VMAP_AXIS)(*batched)
     first = [None if b is None else jax.tree.map(lambda a: a[0], b) for b in batched]
     return jax.tree.map(lambda a: a[None], fn(*first))
+
+
+def all_restarts(flag: Array) -> Array:
+    """`flag` and-ed over the restarts of an enclosing `map_restarts` vmap (one unbatched
+    value); `flag` itself where there is none (one restart, or a caller's own vmap)."""
+    try:
+        return jax.lax.pmin(flag, RESTART_VMAP_AXIS)
+    except NameError:  # no enclosing vmap names the axis
+        return flag
 
 
 def select_best(value: Float[Array, " r"], status: Int[Array, " r"]) -> Int[Array, ""]:

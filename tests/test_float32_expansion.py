@@ -9,6 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from conftest import assert_close
 
 from gmmjax import GMM, _em
@@ -18,30 +19,52 @@ from gmmjax._solver import map_restarts
 from gmmjax._stats import chunk_rows
 
 
-def _gmm(offset, dtype=np.float32, scale=1.0):
+def _gmm(offset, dtype=np.float32, scale=1.0, cov_type="full"):
     means = np.array([[-1.0, 0.5], [1.0, -0.5]]) + offset
-    covariances = np.stack([np.eye(2) * scale**2] * 2)
-    return GMM(np.array([0.5, 0.5], dtype), means.astype(dtype), covariances.astype(dtype), "full")
+    variances = scale**2 * np.array([[1.0, 0.6], [0.8, 1.2]])  # (K, D)
+    covariances = {
+        "full": np.stack([np.diag(v) + 0.1 * scale**2 for v in variances]),
+        "tied": np.diag(variances[0]) + 0.1 * scale**2,
+        "diag": variances,
+        "spherical": variances[:, 0],
+    }[cov_type]
+    weights = np.array([0.5, 0.5], dtype)
+    return GMM(weights, means.astype(dtype), covariances.astype(dtype), cov_type)
 
 
 def test_expansion_bound_is_the_squared_distance_of_the_origin_times_eps():
-    """Unit covariances: ‖|U|ᵀ|μ|‖² is ‖μ‖², so the bound is ε·max_k ‖μ_k‖²; it scales as
-    d² with the distance in standard deviations."""
+    """Spherical covariances σ_k² I: ‖|U_k|ᵀ|μ_k|‖² is ‖μ_k‖²/σ_k², so the bound is
+    ε·max_k ‖μ_k‖²/σ_k² (here σ² = 1 and 0.8); it scales as d² with the distance in standard
+    deviations."""
     eps = np.finfo(np.float32).eps
-    assert_close(expansion_error(_gmm(0.0)), eps * 1.25, rtol=1e-6)
-    assert_close(expansion_error(_gmm(0.0, scale=0.1)), eps * 125.0, rtol=1e-5)
-    assert_close(expansion_error(_gmm(100.0)), eps * (101**2 + 99.5**2), rtol=1e-5)
+    assert_close(expansion_error(_gmm(0.0, cov_type="spherical")), eps * 1.25 / 0.8, rtol=1e-6)
+    assert_close(
+        expansion_error(_gmm(0.0, scale=0.1, cov_type="spherical")), eps * 125 / 0.8, rtol=1e-5
+    )
+    far = _gmm(100.0, cov_type="spherical")
+    assert_close(expansion_error(far), eps * (101**2 + 99.5**2) / 0.8, rtol=1e-5)
+    # Every layout: the bound equals ε·max_k ‖|U_k|ᵀ|μ_k|‖² computed here with NumPy.
+    for cov_type in ("full", "tied", "diag"):
+        gmm = _gmm(3.0, cov_type=cov_type)
+        U = np.abs(np.asarray(gmm.precisions_cholesky, np.float64))
+        mu = np.abs(np.asarray(gmm.means, np.float64))
+        if cov_type == "diag":
+            d2 = np.sum(np.square(mu * U), axis=-1)
+        else:
+            U = U if cov_type == "full" else np.stack([U, U])
+            d2 = np.sum(np.square(np.einsum("kd,kde->ke", mu, U)), axis=-1)
+        assert_close(expansion_error(gmm), eps * d2.max(), rtol=1e-5)
 
 
 def test_components_of_weight_zero_do_not_count():
     """`select`'s padded programs mask components with weight 0; a far or narrow masked one
     must not send the pass to the slow path."""
-    gmm = _gmm(0.0)
+    gmm = _gmm(0.0, cov_type="spherical")  # σ² = 1 for the first component
     far = GMM(
         np.array([1.0, 0.0], np.float32),
         np.array([[1.0, 0.0], [1e4, 1e4]], np.float32),
         gmm.covariances,
-        "full",
+        "spherical",
     )
     assert_close(expansion_error(far), np.finfo(np.float32).eps, rtol=1e-6)
     assert bool(expansion_is_accurate(far))
@@ -49,22 +72,27 @@ def test_components_of_weight_zero_do_not_count():
 
 def test_float32_expands_near_the_origin_only():
     assert bool(expansion_is_accurate(_gmm(0.0)))
-    far = np.sqrt(2 * EXPANSION_TOLERANCE / np.finfo(np.float32).eps)  # ε·d² = 2 x tolerance
+    far = np.sqrt(2 * EXPANSION_TOLERANCE / np.finfo(np.float32).eps)  # ε·d² ≈ 4 x tolerance
     assert not bool(expansion_is_accurate(_gmm(far)))
     assert bool(expansion_is_accurate(_gmm(1e6, dtype=np.float64)))  # float64: always
 
 
-def test_a_failed_restart_does_not_force_the_explicit_path():
-    # Inside a fit a failed restart's parameters are NaN; constructing one needs tracing.
+def test_non_finite_parameters_do_not_force_the_explicit_path():
+    """NaN or infinite iterates (an extrapolation or step that will be rejected) do not vote;
+    constructing them needs tracing (the GMM constructor refuses them)."""
     nan = jax.jit(lambda g: eqx.tree_at(lambda h: h.means, g, g.means * jnp.nan))
+    inf = jax.jit(lambda g: eqx.tree_at(lambda h: h.means, g, g.means * jnp.inf))
     assert bool(jax.jit(expansion_is_accurate)(nan(_gmm(0.0))))
+    assert bool(jax.jit(expansion_is_accurate)(inf(_gmm(0.0))))
 
 
-def test_restarts_share_one_decision_and_one_branch_runs(monkeypatch):
+@pytest.mark.parametrize("cov_type", ["full", "tied", "diag", "spherical"])
+def test_restarts_share_one_decision_and_one_branch_runs(monkeypatch, cov_type):
     """Under map_restarts the decision is and-ed over restarts (one far restart sends all to the
-    explicit path), and the pass is a real `cond`, not a select computing both branches."""
+    explicit path), and the pass is a real `cond`, not a select computing both branches (which
+    also checks that both branches give statistics of the same shapes in every layout)."""
     monkeypatch.setattr(_em, "_SMALL_PASS", 0)  # these 64 rows stand for a large data set
-    near, far = _gmm(0.0), _gmm(1e4)
+    near, far = _gmm(0.0, cov_type=cov_type), _gmm(1e4, cov_type=cov_type)
     both = jax.tree.map(lambda a, b: jnp.stack([a, b]), near, far)
     nears = jax.tree.map(lambda a, b: jnp.stack([a, b]), near, near)
     decide = jax.jit(lambda g: map_restarts(expansion_is_accurate, g))
@@ -88,11 +116,12 @@ def test_small_data_keep_to_the_differences():
     assert "cond[" not in text and "pmin" not in text
 
 
-def test_both_paths_give_the_same_statistics_near_the_origin():
+@pytest.mark.parametrize("cov_type", ["full", "tied", "diag", "spherical"])
+def test_both_paths_give_the_same_statistics_near_the_origin(cov_type):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(300, 2)).astype(np.float32)
     data = chunk_rows(X, np.ones(300, np.float32), 128)
-    gmm = _gmm(0.0)
+    gmm = _gmm(0.0, cov_type=cov_type)
     (fast, ll_fast), (exact, ll_exact) = (
         _fused_e_statistics(gmm, data, expand=expand) for expand in (True, False)
     )
