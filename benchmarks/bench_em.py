@@ -63,7 +63,6 @@ from sklearn.mixture import GaussianMixture  # noqa: E402
 
 import gmmjax as gj  # noqa: E402
 import gmmjax._em  # noqa: E402
-import gmmjax._likelihood  # noqa: E402
 import gmmjax._program  # noqa: E402
 
 # Steady state = (T(2M) − T(M)) / M needs both fits built the same way: gmmjax compiles fits
@@ -229,20 +228,11 @@ def fit_path(start, X):
 
 
 def expansion_path(params, X):
-    """ "expanded" where gmmjax's pass takes the products over φ(x) for these parameters (every
-    restart's expansion bound within tolerance, data centred as the fit centres them),
-    "differences" otherwise; float64 always expands."""
-    if X.dtype == np.float64:
-        return "expanded"
-    n, d = X.shape
-    if n * params.means.shape[-2] * d * d < gmmjax._em._SMALL_PASS:
-        return "differences"  # a small pass keeps to them
-    means = params.means - X.mean(axis=0)
+    """ "expanded" where gmmjax's pass takes the products over φ(x) for these parameters
+    (`_em.pass_expands`, data centred as the fit centres them), "differences" otherwise."""
+    means = params.means - X.mean(axis=0).astype(X.dtype)
     centred = gj.GMM(params.weights, means, params.covariances, params.cov_type)
-    bound = max(
-        float(gmmjax._likelihood.expansion_error(centred[r])) for r in range(centred.means.shape[0])
-    )
-    return "expanded" if bound <= gmmjax._likelihood.EXPANSION_TOLERANCE else "differences"
+    return "expanded" if gmmjax._em.pass_expands(centred, X.shape[0]) else "differences"
 
 
 def _precisions(c):

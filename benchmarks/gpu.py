@@ -39,8 +39,8 @@ import numpy as np
 
 import gmmjax as gj
 import gmmjax._program
-from gmmjax._em import _SMALL_PASS
-from gmmjax._likelihood import EXPANSION_TOLERANCE, expansion_error
+from gmmjax._em import pass_expands
+from gmmjax._likelihood import expansion_error
 
 # (T(2M) − T(M)) / M needs both fits built alike: small fits otherwise compile without LLVM's
 # optimisations (see gmmjax/_program.py).
@@ -131,16 +131,11 @@ def time_gmmjax(X, starts, restarts, iters, repeats, chunk_size):
     return (long - short) / iters, compile_s
 
 
-def expansion_bound(starts, X):
-    """The largest float32 expansion bound over the restarts at their start (data centred as
-    the fit centres them): gmmjax's pass takes the products over φ(x) while it is at most
-    `EXPANSION_TOLERANCE` (and the pass is not small, `_SMALL_PASS`), explicit differences
-    otherwise (docs/math.md §3)."""
-    centred = gj.GMM(
-        starts.weights, starts.means - jnp.mean(X, axis=0), starts.covariances, starts.cov_type
-    )
-    errors = [expansion_error(centred[r]) for r in range(centred.means.shape[0])]
-    return float(max(errors))
+def centred(starts, X):
+    """The starts with their means centred as the fit centres the data: what gmmjax's float32
+    pass reads its expansion bound from (docs/math.md §3)."""
+    means = starts.means - jnp.mean(X, axis=0)
+    return gj.GMM(starts.weights, means, starts.covariances, starts.cov_type)
 
 
 def peak_device_bytes():
@@ -169,7 +164,8 @@ def main():
         for restarts in map(int, args.restarts.split(",")):
             keys = jax.random.split(jax.random.key(1), restarts)
             starts = gj.initialize(X[: min(n, 100_000)], k, key=keys)
-            bound = expansion_bound(starts, X)
+            at_start = centred(starts, X)
+            bound = max(float(expansion_error(at_start[r])) for r in range(restarts))
             for precision in ("highest", "tensorfloat32"):
                 ctx = (
                     jax.default_matmul_precision("tensorfloat32")
@@ -191,9 +187,7 @@ def main():
                             precision=precision,
                             chunk=chunk or "default",
                             expansion_bound=bound,
-                            expanded_at_start=bool(
-                                bound <= EXPANSION_TOLERANCE and n * k * d * d >= _SMALL_PASS
-                            ),
+                            expanded_at_start=pass_expands(at_start, n),
                             reference_ms_per_iter=_ms(ref),
                             gmmjax_ms_per_iter=_ms(got if isinstance(got, str) else got[0]),
                             compile_s=None if isinstance(got, str) else got[1],

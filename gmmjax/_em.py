@@ -27,6 +27,7 @@ from ._missing import e_statistics as missing_e_statistics
 from ._missing import marginal_component_log_prob
 from ._params import GMM
 from ._prior import Prior, check_matches, pseudo_observations
+from ._solver import map_restarts
 from ._stats import (
     Chunked,
     SufficientStatistics,
@@ -233,6 +234,18 @@ def streamed_e_statistics(gmm: GMM, data: Chunked) -> tuple[SufficientStatistics
         functools.partial(_fused_e_statistics, data=data, expand=False),
         gmm,
     )
+
+
+def pass_expands(gmm: GMM, n_rows: int) -> bool:
+    """Whether `streamed_e_statistics` over `n_rows` centred rows takes the expanded products
+    for `gmm` (restarts on a leading axis, means centred as the fit centres the data): the
+    pass's own rule, evaluated outside a fit for reports (the benchmarks' path columns)."""
+    if _expand_quadratic(gmm.means.dtype):
+        return True
+    k, d = gmm.means.shape[-2:]
+    if n_rows * k * d * d < _SMALL_PASS:
+        return False
+    return bool(jnp.all(map_restarts(expansion_is_accurate, gmm)))
 
 
 def _fused_e_statistics(gmm: GMM, data: Chunked, *, expand: bool):

@@ -128,3 +128,14 @@ def test_both_paths_give_the_same_statistics_near_the_origin(cov_type):
     assert_close(ll_fast, ll_exact, rtol=1e-6)
     assert_close(fast.s1, exact.s1, rtol=1e-5, atol=1e-5)
     assert_close(fast.s2, exact.s2, rtol=1e-5, atol=1e-4)
+
+
+def test_pass_expands_reports_the_passes_rule(monkeypatch):
+    """The host-side report (`_em.pass_expands`, for benchmarks) follows the pass's rule."""
+    stack = lambda a, b: jax.tree.map(lambda x, y: jnp.stack([x, y]), a, b)  # noqa: E731
+    near = stack(_gmm(0.0), _gmm(0.0))
+    assert not _em.pass_expands(near, 64)  # a small pass keeps to the differences
+    assert _em.pass_expands(stack(_gmm(0.0, np.float64), _gmm(1e6, np.float64)), 64)
+    monkeypatch.setattr(_em, "_SMALL_PASS", 0)
+    assert _em.pass_expands(near, 64)
+    assert not _em.pass_expands(stack(_gmm(0.0), _gmm(1e4)), 64)
