@@ -16,6 +16,7 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
 from ._covariance import constrained_covariances, layout
+from ._expanded_pass import expanded_e_statistics, handles_layout
 from ._likelihood import (
     _expand_quadratic,
     component_log_prob,
@@ -250,7 +251,10 @@ def pass_expands(gmm: GMM, n_rows: int) -> bool:
 
 def _fused_e_statistics(gmm: GMM, data: Chunked, *, expand: bool):
     """`streamed_e_statistics` on complete data with the quadratic forms and second moments
-    expanded (`expand`) or from explicit differences: (statistics, Σ_i w_i log p(x_i))."""
+    expanded (`expand`: `_expanded_pass`, or row-major products for tied covariances) or from
+    explicit differences: (statistics, Σ_i w_i log p(x_i))."""
+    if expand and handles_layout(gmm.cov_type):
+        return expanded_e_statistics(gmm, data)
 
     def responsibilities(X, w, _chunk_index):
         comp = kernel_component_log_prob(gmm, X, expand=expand)  # X is centred (`_prepare`)

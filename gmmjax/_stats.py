@@ -103,20 +103,9 @@ def kernel_statistics(
 
 
 def _second_moment(X, resp, s0, raw1, shift, cov_type):
-    """Σ γ (x−c)(x−c)ᵀ = Σ γ xxᵀ − c (Σγx)ᵀ − (Σγx) cᵀ + s0 ccᵀ, by matrix products with φ(x)
-    shared by every component and restart (see `_likelihood.expansion_error` for its rounding)."""
+    """Σ γ (x−c)(x−c)ᵀ by matrix products with φ(x) shared by every component and restart (see
+    `_likelihood.expansion_error` for its rounding)."""
     d = X.shape[-1]
-    if layout(cov_type) == "full":
-        xx = unpack_symmetric(
-            jnp.dot(resp.T, quadratic_features(X), precision=matmul_precision()), d
-        )
-        cr = jnp.einsum("kd,ke->kde", shift, raw1)
-        return (
-            xx
-            - cr
-            - jnp.swapaxes(cr, -1, -2)
-            + s0[:, None, None] * jnp.einsum("kd,ke->kde", shift, shift)
-        )
     if layout(cov_type) == "tied":
         w = jnp.sum(resp, axis=1)
         xx = unpack_symmetric(jnp.dot(w, quadratic_features(X), precision=matmul_precision()), d)
@@ -124,8 +113,25 @@ def _second_moment(X, resp, s0, raw1, shift, cov_type):
         return (
             xx - cr - cr.T + jnp.dot((shift * s0[:, None]).T, shift, precision=matmul_precision())
         )
-    xx = jnp.dot(resp.T, jnp.square(X), precision=matmul_precision())
-    return xx - 2.0 * shift * raw1 + s0[:, None] * jnp.square(shift)
+    features = quadratic_features(X) if layout(cov_type) == "full" else jnp.square(X)
+    raw2 = jnp.dot(resp.T, features, precision=matmul_precision())
+    return shifted_second_moment(raw2, s0, raw1, shift, cov_type)
+
+
+def shifted_second_moment(raw2, s0, raw1, shift, cov_type):
+    """Σ γ (x−c)(x−c)ᵀ = Σ γ xxᵀ − c rᵀ − r cᵀ + s0 ccᵀ from the raw sums about the origin:
+    raw2 = Σ γ φ(x) (K, F) for full covariances (unpacked here), Σ γ x² (K, D) for diag and
+    spherical (whose s2 is that diagonal); s0 = Σ γ (K,), r = raw1 = Σ γ x (K, D), c = shift."""
+    if layout(cov_type) == "full":
+        xx = unpack_symmetric(raw2, shift.shape[-1])
+        cr = jnp.einsum("kd,ke->kde", shift, raw1)
+        return (
+            xx
+            - cr
+            - jnp.swapaxes(cr, -1, -2)
+            + s0[:, None, None] * jnp.einsum("kd,ke->kde", shift, shift)
+        )
+    return raw2 - 2.0 * shift * raw1 + s0[:, None] * jnp.square(shift)
 
 
 def _second_moment_direct(X, resp, shift, cov_type):

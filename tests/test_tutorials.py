@@ -19,7 +19,14 @@ def test_every_tutorial_is_built():
     assert sorted(build.ORDER) == sorted(p.stem for p in (DOCS / "tutorials").glob("*.py"))
 
 
-@pytest.mark.parametrize("name", build.ORDER)
+# The two tutorials that compile the most programs (a grid search refitting every fold, every
+# method of the comparison) run under `make test-all` and `make docs`, which executes them all.
+SLOW = {"sklearn_pipeline", "em_vs_gradient"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in build.ORDER]
+)
 def test_tutorial_runs(name):
     page = build.run_tutorial(DOCS / "tutorials" / f"{name}.py")
     assert page.startswith("# ") and "```python" in page and "```text" in page
