@@ -103,13 +103,13 @@ def matmul_gflops(dtype, size=2048, repeats=5):
 def executed_flops(n, d, k, cov_type, dtype):
     """Multiply-adds x 2 that gmmjax's EM iteration executes for one restart.
 
-    full (both dtypes, where the pass expands: the `path` column): the quadratic forms and
-    second moments are products with φ(x) = (x_i x_j)_{i<=j} (P = D(D+1)/2 columns): E-step
-    2NK(P + D), M-step 2NK(P + D). diag: 4NKD each way (products with x and x²).
+    Where the pass expands (both dtypes where the `path` column says so), the E-step's
+    quadratic forms and the M-step's moments are one product each with the augmented features
+    ψ(x) (gmmjax/_expanded_pass.py): full ψ = (φ(x), x, 1), P = D(D+1)/2 + D + 1 columns;
+    diag ψ = (x², x, 1), 2D + 1 columns. 2NKP flops each way.
     """
-    if cov_type == "diag":
-        return 8 * n * k * d
-    return 4 * n * k * (d * (d + 1) // 2 + d)
+    columns = 2 * d + 1 if cov_type == "diag" else d * (d + 1) // 2 + d + 1
+    return 4 * n * k * columns
 
 
 def steady_per_iter(fit, iters, repeats):
