@@ -10,8 +10,13 @@ that bound is too large float32 forms the differences x − c_k explicitly, and 
 times every layout of that explicit form tried, beside the expanded form in both dtypes,
 through the same `jax.vmap` over restarts the fitting program uses.
 
+With `--passes` it times instead one chunk's whole expanded pass (distances, log-sum-exp,
+responsibilities and moments) in the layouts tried: row-major (four products and two
+transposes per chunk), component-major with ψ(x)ᵀ built from slices, and gmmjax's own
+component-major chunk (`gmmjax/_expanded_pass.py`, ψ(x)ᵀ as one gather of rows).
+
     python benchmarks/bench_float32_kernels.py [--rows 1024] [--features 16] [--components 16]
-        [--restarts 8] [--repeats 5]
+        [--restarts 8] [--repeats 5] [--passes [--chunks 16]]
 
 Prints the median milliseconds per call of each variant. Nothing here is a test.
 """
@@ -24,8 +29,14 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import logsumexp
 
 jax.config.update("jax_enable_x64", True)
+
+import gmmjax as gj  # noqa: E402
+from gmmjax import _expanded_pass  # noqa: E402
+from gmmjax._likelihood import kernel_component_log_prob  # noqa: E402
+from gmmjax._stats import Chunked, streamed_statistics  # noqa: E402
 
 
 def _phi(x):
@@ -89,6 +100,69 @@ def distances_one_product(X, prec, mu):
     return jnp.sum(jnp.square(y), -1)
 
 
+# The whole expanded E-step pass (distances, log-sum-exp, responsibilities, moments) over
+# `--chunks` chunks with `lax.scan`, as the fitting program runs it, in the layouts tried.
+def pass_row_major(gmm, data):
+    """(B, K) log densities from three products (φ(x), x, constants), log-sum-exp along each
+    row, then Σγφ(x), Σγx and Σγ: the layout gmmjax used before the component-major pass."""
+
+    def responsibilities(X, w, _c):
+        comp = kernel_component_log_prob(gmm, X, expand=True)
+        lp = logsumexp(comp, axis=-1, keepdims=True)
+        return jnp.exp(comp - lp), jnp.sum(jnp.where(w > 0, w * lp[:, 0], 0.0))
+
+    return streamed_statistics(
+        responsibilities, data, cov_type=gmm.cov_type, shift=gmm.means, expand=True
+    )
+
+
+def pass_component_major_slices(gmm, data):
+    """gmmjax's component-major pass with ψ(x)ᵀ built from row slices and a concatenation."""
+
+    def features(Xt, _cov_type):
+        d = Xt.shape[0]
+        parts = [Xt[i : i + 1] * Xt[i:] for i in range(d)]
+        return jnp.concatenate(parts + [Xt, jnp.ones((1, Xt.shape[1]), Xt.dtype)], axis=0)
+
+    original = _expanded_pass.augmented_features
+    _expanded_pass.augmented_features = features  # only while this function is traced
+    try:
+        return _expanded_pass.expanded_e_statistics(gmm, data)
+    finally:
+        _expanded_pass.augmented_features = original
+
+
+def pass_component_major(gmm, data):
+    """gmmjax's pass (`gmmjax/_expanded_pass.py`): ψ(x)ᵀ as one gather of rows of (Xᵀ; 1)."""
+    return _expanded_pass.expanded_e_statistics(gmm, data)
+
+
+def _passes(args):
+    n, d, k, r = args.rows, args.features, args.components, args.restarts
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(args.chunks, n, d))
+    a = rng.normal(size=(r, k, d, d)) * 0.1
+    cov = np.eye(d) + a @ np.swapaxes(a, -1, -2)
+    means = rng.normal(size=(r, k, d)) * 0.5
+    print(
+        f"{args.chunks} chunks of {n} rows, features {d}, components {k}, restarts {r} "
+        "(vmapped); ms per chunk"
+    )
+    print(f"{'pass':36s} {'float32':>9s} {'float64':>9s}")
+    for name, fn in (
+        ("pass: row-major", pass_row_major),
+        ("pass: component-major, slices", pass_component_major_slices),
+        ("pass: component-major, gather", pass_component_major),
+    ):
+        row = []
+        for dtype in (np.float32, np.float64):
+            gmm = gj.GMM(np.full((r, k), 1.0 / k, dtype), means.astype(dtype), cov.astype(dtype))
+            data = Chunked(jnp.asarray(X, dtype), jnp.ones(X.shape[:2], dtype))
+            program = jax.jit(lambda g, c, fn=fn: jax.vmap(lambda h: fn(h, c))(g))
+            row.append(_median_ms(program, (gmm, data), args.repeats, calls=3) / args.chunks)
+        print(f"{name:36s} {row[0]:9.3f} {row[1]:9.3f}")
+
+
 def _median_ms(fn, args, repeats, calls=30):
     jax.block_until_ready(fn(*args))
     times = []
@@ -108,7 +182,11 @@ def main():
     parser.add_argument("--components", type=int, default=16)
     parser.add_argument("--restarts", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--passes", action="store_true")
+    parser.add_argument("--chunks", type=int, default=16)
     args = parser.parse_args()
+    if args.passes:
+        return _passes(args)
     n, d, k, r = args.rows, args.features, args.components, args.restarts
     rng = np.random.default_rng(0)
     data = {

@@ -17,10 +17,10 @@ densities as coef (K, F') · ψᵀ → (K, B). Under `vmap` over restarts that i
 giving (R·K, B) with no transpose, the log-sum-exp over components reduces across rows (vector
 operations along the chunk's B rows rather than a reduction within each short row of K), and
 the moments (R·K, F') contract both operands along B. Against a row-major pass (four products
-and two transposes of (B, R·K) per chunk), measured on one chunk with 8 restarts vmapped, a
-W4-sized chunk (4096 x 8, K = 8) took 0.86 ms instead of 1.11 in float32 and 1.67 instead of
-2.00 in float64; a W2-sized one (2048 x 16, K = 16) 1.41 instead of 1.88 and 2.70 instead of
-3.05 (benchmarks/README.md).
+and two transposes of (B, R·K) per chunk), per chunk of a 16-chunk scan with 8 restarts
+vmapped (`benchmarks/bench_float32_kernels.py --passes`, 2026-12-01), a W4-sized chunk
+(4096 x 8, K = 8) took 0.90 ms instead of 1.23 in float32 and 1.85 instead of 2.25 in float64;
+a W2-sized one (2048 x 16, K = 16) 1.40 instead of 2.02 and 3.07 instead of 3.67.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def augmented_features(Xt: jax.Array, cov_type: str) -> jax.Array:
     Every row is a product of two rows of (Xt; 1), so ψᵀ is one gather of whole rows and one
     multiplication, which XLA fuses into a single loop along B. Built from row slices and a
     concatenation instead, XLA's CPU backend wrote each slice's product out and copied it
-    again: one restart of a W4-sized chunk (4096 x 8, K = 8) took 0.51 ms instead of 0.39 in
-    float64."""
+    again: one restart of a W2-sized chunk (2048 x 16, K = 16) took 1.07 ms instead of 0.66
+    in float64 (`benchmarks/bench_float32_kernels.py --passes`)."""
     d = Xt.shape[0]
     left, right = _feature_pairs(d, layout(cov_type) == "full")
     with_one = jnp.concatenate([Xt, jnp.ones((1, Xt.shape[1]), Xt.dtype)], axis=0)
