@@ -93,7 +93,7 @@ def expanded_e_statistics(gmm: GMM, data) -> tuple[SufficientStatistics, jax.Arr
 
     The rounding of the products is ε · d̃² (`_likelihood.expansion_error`); float32 takes this
     pass only where that is small (`_em.streamed_e_statistics`)."""
-    k, d = gmm.means.shape
+    d = gmm.means.shape[-1]
     coef = distance_coefficients(gmm)
     log_norm = (
         jnp.log(gmm.weights)
