@@ -19,9 +19,11 @@ def test_every_tutorial_is_built():
     assert sorted(build.ORDER) == sorted(p.stem for p in (DOCS / "tutorials").glob("*.py"))
 
 
-# The two tutorials that compile the most programs (a grid search refitting every fold, every
-# method of the comparison) run under `make test-all` and `make docs`, which executes them all.
-SLOW = {"sklearn_pipeline", "em_vs_gradient"}
+# The tutorials that compile the most programs (a grid search refitting every fold, every
+# method of the comparison, the streamed and halving fits, 10-28 s each) run under
+# `make test-all` and `make docs`, which executes them all; their library code has its own
+# tests (test_stream.py, test_halving.py, ...). `first_fit` stays in the default suite.
+SLOW = {"sklearn_pipeline", "em_vs_gradient", "large_data", "restarts_and_halving"}
 
 
 @pytest.mark.parametrize(
