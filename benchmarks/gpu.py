@@ -165,7 +165,7 @@ def main():
             keys = jax.random.split(jax.random.key(1), restarts)
             starts = gj.initialize(X[: min(n, 100_000)], k, key=keys)
             at_start = centred(starts, X)
-            bound = max(float(expansion_error(at_start[r])) for r in range(restarts))
+            bound = float(jnp.max(jax.vmap(expansion_error)(at_start)))
             for precision in ("highest", "tensorfloat32"):
                 ctx = (
                     jax.default_matmul_precision("tensorfloat32")
