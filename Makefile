@@ -18,12 +18,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/gmmjax demo
 
+# The test modules run in parallel, one worker per core up to four (pytest-xdist); each module
+# stays on one worker so its shared fits are computed once. `pytest` alone runs them serially.
+PYTEST := $(VENV)/bin/python -m pytest -q --numprocesses=auto --maxprocesses=4 --dist=loadfile
+
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(PYTEST)
 
 # Everything, the tests marked `slow` included.
 test-all: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -m "slow or not slow"
+	$(PYTEST) -m "slow or not slow"
 
 # The documentation site (mkdocs-material + mkdocstrings): the tutorials are executed first,
 # then the site is built into site/ with every warning an error.

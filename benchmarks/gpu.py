@@ -151,7 +151,7 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--big-chunk", type=int, default=2**16, help="rows per chunk, second setting")
     p.add_argument("--smoke", action="store_true", help="tiny workloads, any device")
-    p.add_argument("--out", default="gpu_results.json")
+    p.add_argument("--out", default="benchmarks/results/gpu_results.json")
     args = p.parse_args()
     workloads = SMOKE if args.smoke else {w: WORKLOADS[w] for w in args.workloads.split(",")}
     if args.smoke:
@@ -211,6 +211,7 @@ def _ms(seconds):
 
 
 def _write(path, dev, rows):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
         json.dump({"device": dev.device_kind, "jax": jax.__version__, "rows": rows}, f, indent=1)
