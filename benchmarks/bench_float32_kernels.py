@@ -15,8 +15,14 @@ responsibilities and moments) in the layouts tried: row-major (four products and
 transposes per chunk), component-major with ψ(x)ᵀ built from slices, and gmmjax's own
 component-major chunk (`gmmjax/_expanded_pass.py`, ψ(x)ᵀ as one gather of rows).
 
+With `--value-pass` it times the pass that gives the log-likelihood alone (a fit's final
+parameters, SQUAREM's and DAAREM's proposals) per chunk: by the statistics pass's kernel and
+rule (`_em.pass_log_likelihood`: in float32 the expanded products where accurate), against
+the differentiable log-likelihood kernel the gradient methods take (`streamed_log_likelihood`:
+in float32 the explicit differences).
+
     python benchmarks/bench_float32_kernels.py [--rows 1024] [--features 16] [--components 16]
-        [--restarts 8] [--repeats 5] [--passes [--chunks 16]]
+        [--restarts 8] [--repeats 5] [--passes | --value-pass [--chunks 16]]
 
 Prints the median milliseconds per call of each variant. Nothing here is a test.
 """
@@ -24,6 +30,7 @@ Prints the median milliseconds per call of each variant. Nothing here is a test.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import jax
@@ -34,8 +41,9 @@ from jax.scipy.special import logsumexp
 jax.config.update("jax_enable_x64", True)
 
 import gmmjax as gj  # noqa: E402
-from gmmjax import _expanded_pass  # noqa: E402
+from gmmjax import _em, _expanded_pass  # noqa: E402
 from gmmjax._likelihood import kernel_component_log_prob  # noqa: E402
+from gmmjax._solver import map_restarts  # noqa: E402
 from gmmjax._stats import Chunked, streamed_statistics  # noqa: E402
 
 
@@ -138,6 +146,35 @@ def pass_component_major(gmm, data):
 
 
 def _passes(args):
+    _time_passes(
+        args,
+        "pass",
+        (
+            ("pass: row-major", pass_row_major),
+            ("pass: component-major, slices", pass_component_major_slices),
+            ("pass: component-major, gather", pass_component_major),
+        ),
+        jax.vmap,
+    )
+
+
+def _value_passes(args):
+    # map_restarts, as the fitting program: float32's expansion decision is one for all
+    # restarts (under a plain vmap the cond would run both branches).
+    _time_passes(
+        args,
+        "log-likelihood pass",
+        (
+            ("value pass (pass_log_likelihood)", _em.pass_log_likelihood),
+            ("gradient kernel (streamed_log_lik.)", _em.streamed_log_likelihood),
+        ),
+        lambda fn: functools.partial(map_restarts, fn),
+    )
+
+
+def _time_passes(args, title, passes, over_restarts):
+    """Per chunk ms of each `fn(gmm, data)` in `passes` over `args.chunks` chunks of random
+    rows, `args.restarts` random full-covariance restarts mapped by `over_restarts`."""
     n, d, k, r = args.rows, args.features, args.components, args.restarts
     rng = np.random.default_rng(0)
     X = rng.normal(size=(args.chunks, n, d))
@@ -148,17 +185,13 @@ def _passes(args):
         f"{args.chunks} chunks of {n} rows, features {d}, components {k}, restarts {r} "
         "(vmapped); ms per chunk"
     )
-    print(f"{'pass':36s} {'float32':>9s} {'float64':>9s}")
-    for name, fn in (
-        ("pass: row-major", pass_row_major),
-        ("pass: component-major, slices", pass_component_major_slices),
-        ("pass: component-major, gather", pass_component_major),
-    ):
+    print(f"{title:36s} {'float32':>9s} {'float64':>9s}")
+    for name, fn in passes:
         row = []
         for dtype in (np.float32, np.float64):
             gmm = gj.GMM(np.full((r, k), 1.0 / k, dtype), means.astype(dtype), cov.astype(dtype))
             data = Chunked(jnp.asarray(X, dtype), jnp.ones(X.shape[:2], dtype))
-            program = jax.jit(lambda g, c, fn=fn: jax.vmap(lambda h: fn(h, c))(g))
+            program = jax.jit(lambda g, c, fn=fn: over_restarts(lambda h: fn(h, c))(g))
             row.append(_median_ms(program, (gmm, data), args.repeats, calls=3) / args.chunks)
         print(f"{name:36s} {row[0]:9.3f} {row[1]:9.3f}")
 
@@ -183,10 +216,13 @@ def main():
     parser.add_argument("--restarts", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--passes", action="store_true")
+    parser.add_argument("--value-pass", action="store_true")
     parser.add_argument("--chunks", type=int, default=16)
     args = parser.parse_args()
     if args.passes:
         return _passes(args)
+    if args.value_pass:
+        return _value_passes(args)
     n, d, k, r = args.rows, args.features, args.components, args.restarts
     rng = np.random.default_rng(0)
     data = {

@@ -9,6 +9,7 @@ computed from the shifted sufficient statistics of `_stats.py`.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +17,7 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
 from ._covariance import constrained_covariances, layout
-from ._expanded_pass import expanded_e_statistics, handles_layout
+from ._expanded_pass import expanded_e_statistics, expanded_log_likelihood, handles_layout
 from ._likelihood import (
     _expand_quadratic,
     component_log_prob,
@@ -216,25 +217,46 @@ def streamed_e_statistics(gmm: GMM, data: Chunked) -> tuple[SufficientStatistics
     values missing (`data.missing`) the densities are of the observed values and the
     statistics expected ones (`_missing.py`).
 
-    Below float64 the pass takes the products with the shared quadratic features where they are
-    accurate for every restart (`_likelihood.expansion_is_accurate`, one decision per pass) and
-    the explicit differences otherwise, or always on small data (`_SMALL_PASS`); float64 always
-    takes the products.
+    The products with the shared quadratic features are taken by `_by_expansion_rule`.
     """
     if data.missing:
         (s0, s1, s2), ll = sum_over_chunks(_chunk_missing_e_statistics, data, gmm)
         return SufficientStatistics(s0, s1, s2, gmm.means), ll
-    if _expand_quadratic(gmm.means.dtype):
-        return _fused_e_statistics(gmm, data, expand=True)
-    k, d = gmm.means.shape
-    if data.n_chunks * data.rows * k * d * d < _SMALL_PASS:
-        return _fused_e_statistics(gmm, data, expand=False)
-    return jax.lax.cond(
-        expansion_is_accurate(gmm),
+    return _by_expansion_rule(
+        gmm,
+        data,
         functools.partial(_fused_e_statistics, data=data, expand=True),
         functools.partial(_fused_e_statistics, data=data, expand=False),
-        gmm,
     )
+
+
+def pass_log_likelihood(gmm: GMM, data: Chunked) -> Array:
+    """Σ_i w_i log p(x_i) of the fitting data by `streamed_e_statistics`' own kernel and rule
+    (the expanded pass without its moments where that pass expands): the value of a fit's
+    final parameters and of the accelerated methods' proposals. Not differentiated (gradient
+    methods take `streamed_log_likelihood`); tied covariances and missing values keep to
+    `streamed_log_likelihood`."""
+    if data.missing or not handles_layout(gmm.cov_type):
+        return streamed_log_likelihood(gmm, data)
+    return _by_expansion_rule(
+        gmm,
+        data,
+        functools.partial(expanded_log_likelihood, data=data),
+        functools.partial(streamed_log_likelihood, data=data),
+    )
+
+
+def _by_expansion_rule(gmm: GMM, data: Chunked, expanded: Callable, explicit: Callable):
+    """`expanded(gmm)` or `explicit(gmm)`, the pass's rule: float64 always takes the products;
+    below float64 they are taken where accurate for every restart
+    (`_likelihood.expansion_is_accurate`, one decision per pass) and the explicit differences
+    otherwise, or always on small data (`_SMALL_PASS`)."""
+    if _expand_quadratic(gmm.means.dtype):
+        return expanded(gmm)
+    k, d = gmm.means.shape
+    if data.n_chunks * data.rows * k * d * d < _SMALL_PASS:
+        return explicit(gmm)
+    return jax.lax.cond(expansion_is_accurate(gmm), expanded, explicit, gmm)
 
 
 def pass_expands(gmm: GMM, n_rows: int) -> bool:

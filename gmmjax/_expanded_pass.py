@@ -94,27 +94,54 @@ def expanded_e_statistics(gmm: GMM, data) -> tuple[SufficientStatistics, jax.Arr
     The rounding of the products is ε · d̃² (`_likelihood.expansion_error`); float32 takes this
     pass only where that is small (`_em.streamed_e_statistics`)."""
     d = gmm.means.shape[-1]
-    coef = distance_coefficients(gmm)
-    log_norm = (
-        jnp.log(gmm.weights)
-        + log_det_precision_cholesky(gmm.precisions_cholesky, gmm.cov_type, d)
-        - 0.5 * d * math.log(2 * math.pi)
-    )
-    chunk = functools.partial(_chunk, cov_type=gmm.cov_type)
-    moments, log_lik = sum_over_chunks(chunk, data, coef, log_norm)
+    chunk = functools.partial(_chunk_statistics, cov_type=gmm.cov_type)
+    moments, log_lik = sum_over_chunks(chunk, data, *_log_density_terms(gmm))
     counts, raw1 = moments[:, -1], moments[:, -1 - d : -1]
     s2 = shifted_second_moment(moments[:, : -1 - d], counts, raw1, gmm.means, gmm.cov_type)
     s1 = raw1 - counts[:, None] * gmm.means
     return SufficientStatistics(counts, s1, s2, gmm.means), log_lik
 
 
-def _chunk(X, w, _chunk_index, coef, log_norm, *, cov_type):
-    """One chunk: (Σ_i w_i γ_ik ψ(x_i) (K, F'), Σ_i w_i log p(x_i))."""
+def expanded_log_likelihood(gmm: GMM, data) -> jax.Array:
+    """Σ_i w_i log p(x_i) over the chunks of `data` (complete, centred rows) by the expanded
+    products: the pass of `expanded_e_statistics` without its moments (one product per chunk)."""
+    chunk = functools.partial(_chunk_log_likelihood, cov_type=gmm.cov_type)
+    return sum_over_chunks(chunk, data, *_log_density_terms(gmm))
+
+
+def _log_density_terms(gmm: GMM) -> tuple[jax.Array, jax.Array]:
+    """(coef (K, F'), log_norm (K,)): log π_k N(x | μ_k, Σ_k) = log_norm_k − ½ ψ(x) · coef_k."""
+    d = gmm.means.shape[-1]
+    log_norm = (
+        jnp.log(gmm.weights)
+        + log_det_precision_cholesky(gmm.precisions_cholesky, gmm.cov_type, d)
+        - 0.5 * d * math.log(2 * math.pi)
+    )
+    return distance_coefficients(gmm), log_norm
+
+
+def _log_densities(X, coef, log_norm, cov_type):
+    """One chunk's (ψᵀ (F', B), log π_k N(x_i | θ_k) (K, B), log p(x_i) (B,))."""
     psi = augmented_features(X.T, cov_type)
     # The clamp keeps a rounded distance from going negative (the products are not exact).
     distance = jnp.maximum(jnp.dot(coef, psi, precision=matmul_precision()), 0.0)
-    comp = log_norm[:, None] - 0.5 * distance  # (K, B)
-    log_p = logsumexp(comp, axis=0)
+    comp = log_norm[:, None] - 0.5 * distance
+    return psi, comp, logsumexp(comp, axis=0)
+
+
+def _weighted_sum(w, log_p):
+    # where(): a zero-weight (padding) row far outside every component must not give 0·(−inf).
+    return jnp.sum(jnp.where(w > 0, w * log_p, 0.0))
+
+
+def _chunk_statistics(X, w, _chunk_index, coef, log_norm, *, cov_type):
+    """One chunk: (Σ_i w_i γ_ik ψ(x_i) (K, F'), Σ_i w_i log p(x_i))."""
+    psi, comp, log_p = _log_densities(X, coef, log_norm, cov_type)
     resp = jnp.exp(comp - log_p) * w  # sample weights folded in
     moments = jax.lax.dot_general(resp, psi, (((1,), (1,)), ((), ())), precision=matmul_precision())
-    return moments, jnp.sum(jnp.where(w > 0, w * log_p, 0.0))
+    return moments, _weighted_sum(w, log_p)
+
+
+def _chunk_log_likelihood(X, w, _chunk_index, coef, log_norm, *, cov_type):
+    """One chunk: Σ_i w_i log p(x_i)."""
+    return _weighted_sum(w, _log_densities(X, coef, log_norm, cov_type)[2])

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from ._em import streamed_log_likelihood
+from ._em import pass_log_likelihood
 from ._objective import penalised
 from ._params import GMM
 from ._prior import Prior
@@ -64,8 +64,8 @@ class Problem(eqx.Module):
         )
 
     def objective(self, gmm: GMM) -> tuple[Float[Array, ""], Float[Array, ""]]:
-        """(f(θ), mean log-likelihood) over all the data: one pass."""
-        total = streamed_log_likelihood(gmm, self.data)
+        """(f(θ), mean log-likelihood) over all the data: one pass (`_em.pass_log_likelihood`)."""
+        total = pass_log_likelihood(gmm, self.data)
         return self.value(gmm, total), total / self.total_weight
 
 

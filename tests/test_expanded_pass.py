@@ -10,7 +10,12 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 from gmmjax import GMM
-from gmmjax._expanded_pass import augmented_features, distance_coefficients, expanded_e_statistics
+from gmmjax._expanded_pass import (
+    augmented_features,
+    distance_coefficients,
+    expanded_e_statistics,
+    expanded_log_likelihood,
+)
 from gmmjax._likelihood import quadratic_features
 from gmmjax._solver import map_restarts
 from gmmjax._stats import chunk_rows
@@ -76,6 +81,7 @@ def test_statistics_equal_scipys_over_padded_weighted_chunks(cov_type):
     assert_close(stats.s1, s1, rtol=1e-10, atol=1e-11)
     assert_close(stats.s2, s2, rtol=1e-10, atol=1e-11)
     assert_close(stats.shift, gmm.means, rtol=0)
+    assert_close(expanded_log_likelihood(gmm, chunk_rows(X, w, 64)), ll, rtol=1e-12)
 
 
 def test_restarts_vmapped_equal_each_alone():

@@ -19,6 +19,7 @@ from conftest import assert_close
 import gmmjax as gj
 from gmmjax import _em
 from gmmjax._likelihood import expansion_is_accurate
+from gmmjax._stats import chunk_rows
 
 _FIRST_FIT = textwrap.dedent(
     """
@@ -217,3 +218,34 @@ def test_float32_fit_of_far_separated_clusters(cov_type):
     order = np.argsort(np.asarray(res.best.means)[:, 0])
     diagonal = variances[order][:, [0, -1]]
     assert_close(diagonal, expected, rtol=1e-3)
+
+
+@pytest.mark.usefixtures("small_passes_branch")
+@pytest.mark.parametrize("cov_type", ["full", "diag"])
+@pytest.mark.parametrize("separation", [3.0, 2000.0])
+def test_value_pass_follows_the_statistics_pass(cov_type, separation):
+    """The log-likelihood of a fit's final parameters (and of SQUAREM's and DAAREM's proposals)
+    takes the statistics pass's kernel and rule. In float32 it equals that pass's own
+    log-likelihood to 1e-6 and float64's to 1e-5: by the expanded products for nearby
+    clusters, by the differences for clusters 2000 standard deviations apart (where the
+    products would be off by about ε·2000² in every distance)."""
+    rng = np.random.default_rng(1)
+    side = np.where(rng.random(3000) < 0.5, -0.5, 0.5) * separation
+    X = rng.normal(size=(3000, 3))
+    X[:, 0] += side
+    X -= X.mean(0)  # the fitting code's centring
+    means = np.stack([X[side < 0].mean(0), X[side > 0].mean(0)]) + 0.3 * rng.normal(size=(2, 3))
+    cov = np.array([1.2, 0.8])[:, None] * np.ones((2, 3))
+    if cov_type == "full":
+        cov = cov[..., None] * np.eye(3)
+    value = {}
+    for dtype in (np.float32, np.float64):
+        gmm = gj.GMM(np.array([0.4, 0.6], dtype), means.astype(dtype), cov.astype(dtype), cov_type)
+        data = chunk_rows(X.astype(dtype), np.ones(3000, dtype), 512)
+        value[dtype] = _em.pass_log_likelihood(gmm, data)
+        _, from_statistics = _em.streamed_e_statistics(gmm, data)
+        assert value[dtype].dtype == dtype
+        assert_close(value[dtype], from_statistics, rtol=1e-6 if dtype == np.float32 else 1e-13)
+        if dtype == np.float32:
+            assert bool(expansion_is_accurate(gmm)) == (separation < 100)
+    assert_close(np.float64(value[np.float32]), value[np.float64], rtol=1e-5)
