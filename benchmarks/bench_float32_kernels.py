@@ -42,7 +42,7 @@ jax.config.update("jax_enable_x64", True)
 
 import gmmjax as gj  # noqa: E402
 from gmmjax import _em, _expanded_pass  # noqa: E402
-from gmmjax._likelihood import kernel_component_log_prob  # noqa: E402
+from gmmjax._likelihood import kernel_component_log_prob, weighted_sum  # noqa: E402
 from gmmjax._solver import map_restarts  # noqa: E402
 from gmmjax._stats import Chunked, streamed_statistics  # noqa: E402
 
@@ -117,7 +117,7 @@ def pass_row_major(gmm, data):
     def responsibilities(X, w, _c):
         comp = kernel_component_log_prob(gmm, X, expand=True)
         lp = logsumexp(comp, axis=-1, keepdims=True)
-        return jnp.exp(comp - lp), jnp.sum(jnp.where(w > 0, w * lp[:, 0], 0.0))
+        return jnp.exp(comp - lp), weighted_sum(lp[:, 0], w)
 
     return streamed_statistics(
         responsibilities, data, cov_type=gmm.cov_type, shift=gmm.means, expand=True

@@ -24,6 +24,7 @@ from ._likelihood import (
     expansion_is_accurate,
     kernel_component_log_prob,
     kernel_log_likelihood,
+    weighted_sum,
 )
 from ._missing import e_statistics as missing_e_statistics
 from ._missing import marginal_component_log_prob
@@ -281,7 +282,7 @@ def _fused_e_statistics(gmm: GMM, data: Chunked, *, expand: bool):
     def responsibilities(X, w, _chunk_index):
         comp = kernel_component_log_prob(gmm, X, expand=expand)  # X is centred (`_prepare`)
         lp = logsumexp(comp, axis=-1, keepdims=True)
-        return jnp.exp(comp - lp), jnp.sum(jnp.where(w > 0, w * lp[:, 0], 0.0))
+        return jnp.exp(comp - lp), weighted_sum(lp[:, 0], w)
 
     return streamed_statistics(
         responsibilities, data, cov_type=gmm.cov_type, shift=gmm.means, expand=expand
@@ -290,7 +291,7 @@ def _fused_e_statistics(gmm: GMM, data: Chunked, *, expand: bool):
 
 def _chunk_missing_e_statistics(X, w, _chunk_index, gmm):
     moments, lp = missing_e_statistics(gmm, X, sample_weight=w, shift=gmm.means)
-    return moments, jnp.sum(jnp.where(w > 0, w * lp, 0.0))
+    return moments, weighted_sum(lp, w)
 
 
 def block_e_statistics(
@@ -306,7 +307,7 @@ def _chunk_log_likelihood(X, w, _chunk_index, gmm):
 
 def _chunk_observed_log_likelihood(X, w, _chunk_index, gmm):
     lp = logsumexp(marginal_component_log_prob(gmm, X), axis=-1)
-    return jnp.sum(jnp.where(w > 0, w * lp, 0.0))
+    return weighted_sum(lp, w)
 
 
 def streamed_log_likelihood(gmm: GMM, data: Chunked, *, checkpoint: bool = False) -> Array:

@@ -34,7 +34,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from ._covariance import layout
-from ._likelihood import matmul_precision, pack_symmetric
+from ._likelihood import matmul_precision, pack_symmetric, weighted_sum
 from ._params import GMM, log_det_precision_cholesky
 from ._stats import SufficientStatistics, shifted_second_moment, sum_over_chunks
 
@@ -129,19 +129,14 @@ def _log_densities(X, coef, log_norm, cov_type):
     return psi, comp, logsumexp(comp, axis=0)
 
 
-def _weighted_sum(w, log_p):
-    # where(): a zero-weight (padding) row far outside every component must not give 0·(−inf).
-    return jnp.sum(jnp.where(w > 0, w * log_p, 0.0))
-
-
 def _chunk_statistics(X, w, _chunk_index, coef, log_norm, *, cov_type):
     """One chunk: (Σ_i w_i γ_ik ψ(x_i) (K, F'), Σ_i w_i log p(x_i))."""
     psi, comp, log_p = _log_densities(X, coef, log_norm, cov_type)
     resp = jnp.exp(comp - log_p) * w  # sample weights folded in
     moments = jax.lax.dot_general(resp, psi, (((1,), (1,)), ((), ())), precision=matmul_precision())
-    return moments, _weighted_sum(w, log_p)
+    return moments, weighted_sum(log_p, w)
 
 
 def _chunk_log_likelihood(X, w, _chunk_index, coef, log_norm, *, cov_type):
     """One chunk: Σ_i w_i log p(x_i)."""
-    return _weighted_sum(w, _log_densities(X, coef, log_norm, cov_type)[2])
+    return weighted_sum(_log_densities(X, coef, log_norm, cov_type)[2], w)

@@ -218,6 +218,12 @@ def kernel_component_log_prob(
     return jnp.log(gmm.weights) + log_gaussian(gmm, X, expand=expand)
 
 
+def weighted_sum(log_p: Float[Array, " n"], sample_weight: Float[Array, " n"]) -> Array:
+    """Σ_i w_i log p(x_i), rows of weight 0 left out: a zero-weight (padding) row far outside
+    every component must not give 0·(−inf)."""
+    return jnp.sum(jnp.where(sample_weight > 0, sample_weight * log_p, 0.0))
+
+
 def kernel_log_likelihood(
     gmm: GMM, X: Float[Array, "n d"], sample_weight: Float[Array, " n"] | None = None
 ) -> Float[Array, ""]:
@@ -225,8 +231,7 @@ def kernel_log_likelihood(
     lp = logsumexp(kernel_component_log_prob(gmm, X), axis=-1)
     if sample_weight is None:
         return jnp.sum(lp)
-    # where(): a zero-weight row that is far outside every component must not give 0·(−inf).
-    return jnp.sum(jnp.where(sample_weight > 0, sample_weight * lp, 0.0))
+    return weighted_sum(lp, sample_weight)
 
 
 def _centred_on_means(gmm: GMM, X: Float[Array, "n d"]) -> tuple[GMM, Float[Array, "n d"]]:
@@ -306,4 +311,4 @@ def log_likelihood(
     lp = log_prob(gmm, X, missing=missing)
     if sample_weight is None:
         return jnp.sum(lp)
-    return jnp.sum(jnp.where(sample_weight > 0, sample_weight * lp, 0.0))
+    return weighted_sum(lp, sample_weight)
