@@ -3,7 +3,8 @@
 All libraries run in this one process, on the same data, from the same initial parameters
 (torchgmm accepts initial means only; its covariances start from those means), for the same
 number of EM iterations (tol=0). Steady-state time per iteration is (T(2M) − T(M)) / M for
-fits of M and 2M iterations, so set-up, initialisation, compile and final passes cancel out.
+fits of M and 2M iterations timed back to back (the median over rounds), so set-up,
+initialisation, compile and final passes cancel out.
 The peers run restarts one after another (scikit-learn's n_init is a loop), so their R-restart
 time is R × their one-restart time; gmmjax runs R restarts as one vmapped program and is timed
 doing exactly that, for R = 1, 8, 64. Compile time is reported apart.
@@ -113,22 +114,26 @@ def executed_flops(n, d, k, cov_type, dtype):
 
 
 def steady_per_iter(fit, iters, repeats):
-    """(seconds per iteration, seconds of the first call beyond a warm one) for fit(m)."""
+    """(seconds per iteration, seconds of the first call beyond a warm one) for fit(m).
+
+    Seconds per iteration is the median over `repeats` rounds of (T(2M) − T(M)) / M, each round
+    timing the M- and the 2M-iteration fit back to back: on a shared machine whose speed drifts
+    between rounds the two fits of a round see the same load, which medians of all short and
+    all long fits taken apart do not guarantee."""
     t = time.perf_counter()
     fit(iters)
     first = time.perf_counter() - t
     fit(2 * iters)  # compiles the longer fit too, where there is anything to compile
-
-    def med(m):
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fit(m)
-            times.append(time.perf_counter() - t)
-        return statistics.median(times)
-
-    short, long = med(iters), med(2 * iters)
-    return (long - short) / iters, first - short
+    shorts, per_iter = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fit(iters)
+        short = time.perf_counter() - t
+        t = time.perf_counter()
+        fit(2 * iters)
+        per_iter.append((time.perf_counter() - t - short) / iters)
+        shorts.append(short)
+    return statistics.median(per_iter), first - statistics.median(shorts)
 
 
 def fitters(lib, X, start, cov_type, k, restarts):
