@@ -252,23 +252,29 @@ def _by_expansion_rule(gmm: GMM, data: Chunked, expanded: Callable, explicit: Ca
     below float64 they are taken where accurate for every restart
     (`_likelihood.expansion_is_accurate`, one decision per pass) and the explicit differences
     otherwise, or always on small data (`_SMALL_PASS`)."""
+    k, d = gmm.means.shape
+    if not may_expand(gmm.means.dtype, data.n_chunks * data.rows, k, d):
+        return explicit(gmm)
     if _expand_quadratic(gmm.means.dtype):
         return expanded(gmm)
-    k, d = gmm.means.shape
-    if data.n_chunks * data.rows * k * d * d < _SMALL_PASS:
-        return explicit(gmm)
     return jax.lax.cond(expansion_is_accurate(gmm), expanded, explicit, gmm)
+
+
+def may_expand(dtype, n_rows: int, n_components: int, n_features: int) -> bool:
+    """Whether a pass over `n_rows` rows can take the expanded products at all, a fact known
+    before tracing: always in float64; below it unless the pass is small (`_SMALL_PASS`)."""
+    return _expand_quadratic(dtype) or n_rows * n_components * n_features**2 >= _SMALL_PASS
 
 
 def pass_expands(gmm: GMM, n_rows: int) -> bool:
     """Whether `streamed_e_statistics` over `n_rows` centred rows takes the expanded products
     for `gmm` (restarts on a leading axis, means centred as the fit centres the data): the
     pass's own rule, evaluated outside a fit for reports (the benchmarks' path columns)."""
+    k, d = gmm.means.shape[-2:]
+    if not may_expand(gmm.means.dtype, n_rows, k, d):
+        return False
     if _expand_quadratic(gmm.means.dtype):
         return True
-    k, d = gmm.means.shape[-2:]
-    if n_rows * k * d * d < _SMALL_PASS:
-        return False
     return bool(jnp.all(map_restarts(expansion_is_accurate, gmm)))
 
 

@@ -139,8 +139,10 @@ def fit(
             same penalised objective.
         sample_weight: optional (N,) non-negative weights.
         init_params: a GMM shared by all restarts, or one with a leading (R,) axis.
-        chunk_size: rows per chunk (default: min(2^18 / (R·K), 2^19 / F) as a power of two,
-            at least 1024, F = D(D+1)/2 for full and tied covariances, D otherwise).
+        chunk_size: rows per chunk (default: min(2^18 / (R·K), 2^20 / F) as a power of two,
+            at least 1024, F = D(D+1)/2 for full and tied covariances, D otherwise; at most
+            8192 in float64 and where N·K·D² ≥ 2^24, the passes that can take the expanded
+            products; measured in benchmarks/README.md).
             For streamed data, the rows of each host-to-device transfer.
         mesh: a `jax.sharding.Mesh` with a "data" axis (and optionally a "restarts" axis) to
             split the rows (and restarts) over its devices; sums over rows become all-reduces,

@@ -19,6 +19,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._config import FitConfig
 from ._covariance import layout
+from ._em import may_expand
 from ._params import GMM
 from ._prior import Prior, resolve_prior
 from ._sharding import (
@@ -48,8 +49,14 @@ _CHUNK_ELEMENTS = 2**18
 # Rows per chunk x feature columns: the chunk's quadratic features φ(x) (D(D+1)/2 columns for
 # full and tied covariances, D for diag and spherical), read by both of the pass's products,
 # stay cache-sized too. With one restart the rule above alone gave W2 (D=16, K=16) 16,384-row
-# chunks whose φ (18 MB in float64) ran 1.8x slower per iteration than 2048-row ones.
-_FEATURE_ELEMENTS = 2**19
+# chunks whose φ (18 MB in float64) ran 1.8x slower per iteration than 2048-row ones; at 2^20
+# W2 gets 4096 rows, 10-15% faster than 2048 in three interleaved runs (benchmarks/README.md).
+_FEATURE_ELEMENTS = 2**20
+# ...and not more rows than this where the pass can take the expanded products: with one
+# restart float64 ran 38-44% slower per iteration at 16,384 rows than at 8192 on W4 (D=8, K=8)
+# and 20-29% slower at 65,536 on N=1M, D=2, K=3. Passes that keep to the explicit differences
+# are not capped: that small float32 fit ran 30% faster at 65,536 rows than at 8192.
+_MAX_EXPANDED_CHUNK_ROWS = 8192
 # ...but not fewer rows than this: with 64 restarts of W2 (K=16) 1024-row chunks ran 15% faster
 # than 256-row ones (the products' contraction over rows gets too short).
 _MIN_CHUNK_ROWS = 1024
@@ -65,14 +72,16 @@ def default_chunk_size(
     n_restarts: int,
     n_components: int,
     *,
-    n_features: int = 1,
-    cov_type: str = "full",
+    n_features: int,
+    cov_type: str,
+    dtype,
     missing=False,
 ) -> int:
-    """Rows per chunk when `chunk_size` is None: min(2^18 / (R·K), 2^19 / F) rounded down to a
+    """Rows per chunk when `chunk_size` is None: min(2^18 / (R·K), 2^20 / F) rounded down to a
     power of two, at least 1024 and at most N, F the columns of the quadratic features
-    (D(D+1)/2 for full and tied, D otherwise); with values missing 2^22 / (R·K·D²), at least
-    16."""
+    (D(D+1)/2 for full and tied, D otherwise), and at most 8192 where the pass can take the
+    expanded products (`_em.may_expand`: float64, or large passes); with values missing
+    2^22 / (R·K·D²), at least 16."""
     if missing:
         per_row = n_restarts * n_components * n_features**2
         rows = max(16, _MISSING_CHUNK_ELEMENTS // per_row)
@@ -80,12 +89,14 @@ def default_chunk_size(
         full = layout(cov_type) in ("full", "tied")
         features = n_features * (n_features + 1) // 2 if full else n_features
         rows = min(_CHUNK_ELEMENTS // (n_restarts * n_components), _FEATURE_ELEMENTS // features)
+        if may_expand(dtype, n_samples, n_components, n_features):
+            rows = min(_MAX_EXPANDED_CHUNK_ROWS, rows)
         rows = max(_MIN_CHUNK_ROWS, rows)
     return min(n_samples, 1 << (rows.bit_length() - 1))
 
 
 def chunk_rows_for(
-    config: FitConfig, n_samples: int, *, n_features: int, missing: bool = False
+    config: FitConfig, n_samples: int, *, n_features: int, dtype, missing: bool = False
 ) -> int:
     """Rows per chunk: the user's chunk_size, else the method's rule, else the default."""
     if config.chunk_size is not None:
@@ -99,6 +110,7 @@ def chunk_rows_for(
             config.n_components,
             n_features=n_features,
             cov_type=config.cov_type,
+            dtype=dtype,
             missing=missing,
         )
     return min(n_samples, rows)
@@ -191,7 +203,7 @@ def prepare_fit(
     # missing="em" on complete data is the complete-data fit, program for program.
     missing = config.missing == "em" and _has_nan(X, mesh)
     n_restarts = config.n_restarts
-    rows = chunk_rows_for(config, n, n_features=d, missing=missing)
+    rows = chunk_rows_for(config, n, n_features=d, dtype=dtype, missing=missing)
     init_data = None
     if mesh is None:
         data = chunk_rows(X, weight, rows, missing=missing)

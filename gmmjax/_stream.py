@@ -133,8 +133,8 @@ def open_host_data(X, *, sample_weight, rows_for, seed: int):
     """Validate host data (one read for the finite check, one for the weighted mean), register
     a reader, and yield a `HostData`.
 
-    `rows_for(n_samples, n_features=D)` gives the chunk size. The reader (and any spooled file)
-    is released when the block ends.
+    `rows_for(n_samples, n_features=D, dtype=dtype)` gives the chunk size. The reader (and any
+    spooled file) is released when the block ends.
 
     Raises:
         ValueError: wrong shape or dtype, NaN or inf, a bad `sample_weight`.
@@ -147,7 +147,7 @@ def open_host_data(X, *, sample_weight, rows_for, seed: int):
         dtype = float_dtype_for(array)
         weight = None if sample_weight is None else _check_weight(sample_weight, n)
         offset = _weighted_mean(array, weight)
-        rows = rows_for(n, n_features=d)
+        rows = rows_for(n, n_features=d, dtype=dtype)
         reader_id = next(_next_id)
         _READERS[reader_id] = _HostRows(array, weight, offset, rows, dtype)
         stack.callback(_READERS.pop, reader_id)

@@ -57,22 +57,28 @@ def test_chunk_size_does_not_change_the_fit(cov_type):
 
 
 @pytest.mark.parametrize(
-    ("shape", "restarts", "cov_type", "rows"),
+    ("shape", "restarts", "cov_type", "dtype", "rows"),
     [
-        ((100_000, 16, 16), 1, "full", 2048),  # φ's 136 columns cap it, not 2^18 / K
-        ((100_000, 16, 16), 8, "full", 2048),
-        ((100_000, 16, 16), 64, "full", 1024),  # the floor
-        ((1_000_000, 8, 8), 1, "full", 8192),
-        ((1_000_000, 8, 8), 8, "full", 4096),
-        ((100_000, 64, 32), 1, "diag", 8192),  # diag's features are x², D columns
-        ((500, 16, 16), 1, "full", 500),  # never more than N
+        ((100_000, 16, 16), 1, "full", "float64", 4096),  # φ's 136 columns cap it, not 2^18 / K
+        ((100_000, 16, 16), 1, "full", "float32", 4096),
+        ((100_000, 16, 16), 8, "full", "float64", 2048),
+        ((100_000, 16, 16), 64, "full", "float64", 1024),  # the floor
+        ((1_000_000, 8, 8), 1, "full", "float64", 8192),  # the expanded pass's ceiling
+        ((1_000_000, 8, 8), 8, "full", "float32", 4096),
+        ((100_000, 64, 32), 1, "diag", "float64", 8192),  # diag's features are x², D columns
+        ((1_000_000, 2, 3), 1, "full", "float64", 8192),  # the ceiling again
+        ((1_000_000, 2, 3), 1, "full", "float32", 65_536),  # differences only: no ceiling
+        ((500, 16, 16), 1, "full", "float64", 500),  # never more than N
     ],
 )
-def test_default_chunk_rows_keep_the_chunk_arrays_cache_sized(shape, restarts, cov_type, rows):
+def test_default_chunk_rows_keep_the_chunk_arrays_cache_sized(
+    shape, restarts, cov_type, dtype, rows
+):
     from gmmjax._prepare import default_chunk_size
 
     n, d, k = shape
-    assert default_chunk_size(n, restarts, k, n_features=d, cov_type=cov_type) == rows
+    got = default_chunk_size(n, restarts, k, n_features=d, cov_type=cov_type, dtype=dtype)
+    assert got == rows
 
 
 def test_integer_sample_weights_equal_duplicated_rows(cov_type):
