@@ -50,7 +50,7 @@ _CHUNK_ELEMENTS = 2**18
 # full and tied covariances, D for diag and spherical), read by both of the pass's products,
 # stay cache-sized too. With one restart the rule above alone gave W2 (D=16, K=16) 16,384-row
 # chunks whose φ (18 MB in float64) ran 1.8x slower per iteration than 2048-row ones; at 2^20
-# W2 gets 4096 rows, 10-15% faster than 2048 in three interleaved runs (benchmarks/README.md).
+# W2 gets 4096 rows, 5-15% faster than 2048 in seven in-process runs (benchmarks/README.md).
 _FEATURE_ELEMENTS = 2**20
 # ...and not more rows than this where the pass can take the expanded products: with one
 # restart float64 ran 38-44% slower per iteration at 16,384 rows than at 8192 on W4 (D=8, K=8)
