@@ -139,10 +139,11 @@ def fit(
             same penalised objective.
         sample_weight: optional (N,) non-negative weights.
         init_params: a GMM shared by all restarts, or one with a leading (R,) axis.
-        chunk_size: rows per chunk (default: min(2^18 / (R·K), 2^20 / F) as a power of two,
-            at least 1024, F = D(D+1)/2 for full and tied covariances, D otherwise; at most
-            8192 in float64 and where N·K·D² ≥ 2^24, the passes that can take the expanded
-            products; measured in benchmarks/README.md).
+        chunk_size: rows per chunk (default on the CPU: min(2^18 / (R·K), 2^20 / F) as a
+            power of two, at least 1024, F = D(D+1)/2 for full and tied covariances, D
+            otherwise; at most 8192 in float64 and where N·K·D² ≥ 2^24, the passes that can
+            take the expanded products; measured in benchmarks/README.md. On a GPU the
+            chunk only bounds memory: 2^27 / max(F + D + 1, R·K, R·K·D below float64) rows).
             For streamed data, the rows of each host-to-device transfer.
         mesh: a `jax.sharding.Mesh` with a "data" axis (and optionally a "restarts" axis) to
             split the rows (and restarts) over its devices; sums over rows become all-reduces,

@@ -20,6 +20,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ._config import FitConfig
 from ._covariance import layout
 from ._em import may_expand
+from ._likelihood import _expand_quadratic
 from ._params import GMM
 from ._prior import Prior, resolve_prior
 from ._sharding import (
@@ -66,6 +67,15 @@ _MIN_CHUNK_ROWS = 1024
 # rows x restarts x components x D² stays below this many elements (32 MiB in float64).
 _MISSING_CHUNK_ELEMENTS = 2**22
 
+# On a GPU (any backend but the CPU) the rules above do not apply: they size a chunk to a CPU
+# core's cache, and would cut a 1M-row pass into hundreds of loop steps, each a round of kernel
+# launches, on a device that reaches its product rate from a few thousand rows on. There the
+# chunk only bounds memory: the largest array one chunk makes (the features ψ, the
+# responsibilities of all restarts, or float32's explicit (rows, R, K, D) differences) holds at
+# most this many elements, 512 MiB in float32. A bound from memory, not a measured optimum:
+# benchmarks/gpu.py times it against the CPU rule.
+_ACCELERATOR_CHUNK_ELEMENTS = 2**27
+
 
 def default_chunk_size(
     n_samples: int,
@@ -76,18 +86,28 @@ def default_chunk_size(
     cov_type: str,
     dtype,
     missing=False,
+    platform: str = "cpu",
 ) -> int:
-    """Rows per chunk when `chunk_size` is None: min(2^18 / (R·K), 2^20 / F) rounded down to a
-    power of two, at least 1024 and at most N, F the columns of the quadratic features
-    (D(D+1)/2 for full and tied, D otherwise), and at most 8192 where the pass can take the
-    expanded products (`_em.may_expand`: float64, or large passes); with values missing
-    2^22 / (R·K·D²), at least 16."""
+    """Rows per chunk when `chunk_size` is None, rounded down to a power of two and at most N.
+
+    On the CPU: min(2^18 / (R·K), 2^20 / F), at least 1024, F the columns of the quadratic
+    features (D(D+1)/2 for full and tied, D otherwise), and at most 8192 where the pass can
+    take the expanded products (`_em.may_expand`: float64, or large passes). On another
+    `platform` (a GPU): 2^27 / max(F + D + 1, R·K, R·K·D below float64). With values missing,
+    on any platform: 2^22 / (R·K·D²), at least 16."""
+    full = layout(cov_type) in ("full", "tied")
+    features = n_features * (n_features + 1) // 2 if full else n_features
     if missing:
         per_row = n_restarts * n_components * n_features**2
         rows = max(16, _MISSING_CHUNK_ELEMENTS // per_row)
+    elif platform != "cpu":
+        # ψ's columns; the (R·K, rows) densities; below float64 the explicit differences,
+        # which the pass may take instead of the products (`_em._by_expansion_rule`).
+        per_row = max(features + n_features + 1, n_restarts * n_components)
+        if not _expand_quadratic(dtype):
+            per_row = max(per_row, n_restarts * n_components * n_features)
+        rows = max(1, _ACCELERATOR_CHUNK_ELEMENTS // per_row)
     else:
-        full = layout(cov_type) in ("full", "tied")
-        features = n_features * (n_features + 1) // 2 if full else n_features
         rows = min(_CHUNK_ELEMENTS // (n_restarts * n_components), _FEATURE_ELEMENTS // features)
         if may_expand(dtype, n_samples, n_components, n_features):
             rows = min(_MAX_EXPANDED_CHUNK_ROWS, rows)
@@ -96,9 +116,16 @@ def default_chunk_size(
 
 
 def chunk_rows_for(
-    config: FitConfig, n_samples: int, *, n_features: int, dtype, missing: bool = False
+    config: FitConfig,
+    n_samples: int,
+    *,
+    n_features: int,
+    dtype,
+    missing: bool = False,
+    platform: str = "cpu",
 ) -> int:
-    """Rows per chunk: the user's chunk_size, else the method's rule, else the default."""
+    """Rows per chunk: the user's chunk_size, else the method's rule, else the default for
+    the `platform` the fit runs on."""
     if config.chunk_size is not None:
         rows = config.chunk_size
     elif config.chunk_rule is not None:
@@ -112,6 +139,7 @@ def chunk_rows_for(
             cov_type=config.cov_type,
             dtype=dtype,
             missing=missing,
+            platform=platform,
         )
     return min(n_samples, rows)
 
@@ -203,7 +231,9 @@ def prepare_fit(
     # missing="em" on complete data is the complete-data fit, program for program.
     missing = config.missing == "em" and _has_nan(X, mesh)
     n_restarts = config.n_restarts
-    rows = chunk_rows_for(config, n, n_features=d, dtype=dtype, missing=missing)
+    rows = chunk_rows_for(
+        config, n, n_features=d, dtype=dtype, missing=missing, platform=_platform(X, mesh)
+    )
     init_data = None
     if mesh is None:
         data = chunk_rows(X, weight, rows, missing=missing)
@@ -221,6 +251,16 @@ def prepare_fit(
         keys, start = place_restarts((keys, start), mesh)
     prior = _centred_prior(prior, offset, mesh)
     return PreparedFit(data, keys, start, offset, prior, n, mesh, init_data)
+
+
+def _platform(X, mesh) -> str:
+    """The platform the fit runs on: the mesh's, else that of the device holding X, else the
+    default backend's (where host arrays go)."""
+    if mesh is not None:
+        return mesh.devices.flat[0].platform
+    if isinstance(X, jax.Array):
+        return next(iter(X.devices())).platform
+    return jax.default_backend()
 
 
 def _has_nan(X, mesh) -> bool:
@@ -347,7 +387,7 @@ def fit_input(
     with open_host_data(
         X,
         sample_weight=sample_weight,
-        rows_for=functools.partial(chunk_rows_for, config),
+        rows_for=functools.partial(chunk_rows_for, config, platform=jax.default_backend()),
         seed=seed,
     ) as host:
         config.check(host.n_samples)

@@ -81,6 +81,40 @@ def test_default_chunk_rows_keep_the_chunk_arrays_cache_sized(
     assert got == rows
 
 
+@pytest.mark.parametrize(
+    ("shape", "restarts", "cov_type", "dtype", "missing", "rows"),
+    [
+        ((100_000, 16, 16), 1, "full", "float32", False, 100_000),  # one chunk: N < 2^27 / 256
+        ((1_000_000, 32, 32), 1, "full", "float32", False, 131_072),  # R·K·D = 1024 per row
+        ((4_000_000, 64, 64), 8, "full", "float32", False, 4096),  # R·K·D = 32,768 per row
+        ((4_000_000, 64, 64), 8, "full", "float64", False, 32_768),  # ψ's 2145 columns
+        ((1_000_000, 8, 8), 64, "spherical", "float64", False, 262_144),  # R·K = 512 per row
+        ((100_000, 16, 16), 1, "full", "float64", True, 1024),  # missing: the CPU's rule
+    ],
+)
+def test_default_chunk_rows_on_a_gpu_bound_only_memory(
+    shape, restarts, cov_type, dtype, missing, rows
+):
+    from gmmjax._prepare import default_chunk_size
+
+    n, d, k = shape
+    kwargs = dict(n_features=d, cov_type=cov_type, dtype=dtype, missing=missing)
+    assert default_chunk_size(n, restarts, k, platform="gpu", **kwargs) == rows
+    if not missing:  # the CPU keeps its cache-sized chunks for the same fit
+        assert default_chunk_size(n, restarts, k, platform="cpu", **kwargs) <= 8192
+
+
+def test_the_fit_chunks_its_rows_by_the_rule_of_its_platform(monkeypatch):
+    from gmmjax import _prepare
+    from gmmjax._config import FitConfig
+
+    X = blobs(53, n=40_000, d=4, k=3)  # float64: at most 8192 rows on the CPU
+    config = FitConfig(n_components=3)
+    assert _prepare.prepare_fit(X, config, key=jax.random.key(0)).data.rows == 8192
+    monkeypatch.setattr(_prepare, "_platform", lambda X, mesh: "gpu")
+    assert _prepare.prepare_fit(X, config, key=jax.random.key(0)).data.rows == 40_000
+
+
 def test_integer_sample_weights_equal_duplicated_rows(cov_type):
     X = blobs(52, n=300, d=2, k=3)
     counts = np.random.default_rng(0).integers(0, 4, size=300)
