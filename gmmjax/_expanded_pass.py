@@ -34,7 +34,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from ._covariance import layout
-from ._likelihood import matmul_precision, pack_symmetric, weighted_sum
+from ._likelihood import distance_coefficients, matmul_precision, weighted_sum
 from ._params import GMM, log_det_precision_cholesky
 from ._stats import SufficientStatistics, shifted_second_moment, sum_over_chunks
 
@@ -69,22 +69,6 @@ def _feature_pairs(d: int, full: bool) -> tuple[np.ndarray, np.ndarray]:
         np.concatenate([left, np.arange(d), [d]]),
         np.concatenate([right, np.full(d, d), [d]]),
     )
-
-
-def distance_coefficients(gmm: GMM) -> jax.Array:
-    """(K, F') rows c_k with ψ(x) · c_k = (x − μ_k)ᵀ P_k (x − μ_k) (module docstring)."""
-    prec = gmm.precisions_cholesky
-    mu = gmm.means
-    if layout(gmm.cov_type) == "full":
-        precision = jnp.matmul(prec, jnp.swapaxes(prec, -1, -2), precision=matmul_precision())
-        square = pack_symmetric(precision)
-        p_mu = jnp.einsum("kde,ke->kd", precision, mu, precision=matmul_precision())
-    else:
-        p = jnp.square(prec)  # diag (K, D); spherical (K,)
-        square = jnp.broadcast_to(p if p.ndim == 2 else p[:, None], mu.shape)
-        p_mu = square * mu
-    const = jnp.sum(p_mu * mu, axis=-1, keepdims=True)
-    return jnp.concatenate([square, -2.0 * p_mu, const], axis=-1)
 
 
 def expanded_e_statistics(gmm: GMM, data) -> tuple[SufficientStatistics, jax.Array]:

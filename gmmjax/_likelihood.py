@@ -129,28 +129,19 @@ def squared_mahalanobis(
     """
     prec = gmm.precisions_cholesky
     if _expand_quadratic(X.dtype) if expand is None else expand:
-        if layout(gmm.cov_type) in ("full", "tied"):
-            precision = jnp.matmul(prec, jnp.swapaxes(prec, -1, -2), precision=matmul_precision())
-            spec = "kde,ke->kd" if layout(gmm.cov_type) == "full" else "de,ke->kd"
-            pmu = jnp.einsum(spec, precision, gmm.means, precision=matmul_precision())
-            quad = jnp.dot(
-                quadratic_features(X), pack_symmetric(precision).T, precision=matmul_precision()
-            )
-            lin = jnp.dot(X, pmu.T, precision=matmul_precision())
-            const = jnp.sum(pmu * gmm.means, axis=-1)
-            if layout(gmm.cov_type) == "tied":
-                quad = quad[:, None]
-            return jnp.maximum(quad - 2.0 * lin + const, 0.0)
+        if layout(gmm.cov_type) == "spherical":
+            return squared_distances(X, gmm.means, expand=True) * jnp.square(prec)
+        d = X.shape[-1]
+        coef = distance_coefficients(gmm)
+        square, linear, const = coef[:, : -d - 1], coef[:, -d - 1 : -1], coef[:, -1]
         if layout(gmm.cov_type) == "diag":
-            p2 = jnp.square(prec)  # (K, D) precisions
-            mu = gmm.means
-            sq = (
-                jnp.dot(jnp.square(X), p2.T, precision=matmul_precision())
-                - 2.0 * jnp.dot(X, (mu * p2).T, precision=matmul_precision())
-                + jnp.sum(jnp.square(mu) * p2, axis=-1)
-            )
-            return jnp.maximum(sq, 0.0)
-        return squared_distances(X, gmm.means, expand=True) * jnp.square(prec)
+            quad = jnp.dot(jnp.square(X), square.T, precision=matmul_precision())
+        elif layout(gmm.cov_type) == "tied":  # one precision: one quadratic form per row
+            quad = jnp.dot(quadratic_features(X), square[0], precision=matmul_precision())[:, None]
+        else:
+            quad = jnp.dot(quadratic_features(X), square.T, precision=matmul_precision())
+        lin = jnp.dot(X, linear.T, precision=matmul_precision())
+        return jnp.maximum(quad + lin + const, 0.0)
 
     centre = jax.lax.stop_gradient(jnp.mean(gmm.means, axis=0))
     x = X - centre
@@ -166,6 +157,27 @@ def squared_mahalanobis(
     if layout(gmm.cov_type) == "diag":
         return jnp.sum(jnp.square((x[:, None, :] - mu[None]) * prec[None]), axis=-1)
     return squared_distances(x, mu, expand=False) * jnp.square(prec)
+
+
+def distance_coefficients(gmm: GMM) -> Float[Array, "k f"]:
+    """Rows c_k = (pack(P_k), −2 P_k μ_k, μ_kᵀ P_k μ_k), P_k = U_k U_kᵀ, so that
+    (x − μ_k)ᵀ P_k (x − μ_k) = ψ(x) · c_k with ψ(x) = (φ(x), x, 1): F = D(D+1)/2 + D + 1
+    columns for full and tied covariances; for diagonal and spherical ones ψ(x) = (x², x, 1)
+    and pack(P_k) = the precisions p_k (spherical: p_k in every coordinate), F = 2D + 1."""
+    prec = gmm.precisions_cholesky
+    mu = gmm.means
+    if layout(gmm.cov_type) in ("full", "tied"):
+        precision = jnp.matmul(prec, jnp.swapaxes(prec, -1, -2), precision=matmul_precision())
+        spec = "kde,ke->kd" if layout(gmm.cov_type) == "full" else "de,ke->kd"
+        p_mu = jnp.einsum(spec, precision, mu, precision=matmul_precision())
+        square = pack_symmetric(precision)  # tied: one row, shared
+        square = jnp.broadcast_to(square, mu.shape[:-1] + square.shape[-1:])
+    else:
+        p = jnp.square(prec)  # diag (K, D); spherical (K,)
+        square = jnp.broadcast_to(p if p.ndim == 2 else p[:, None], mu.shape)
+        p_mu = square * mu
+    const = jnp.sum(p_mu * mu, axis=-1, keepdims=True)
+    return jnp.concatenate([square, -2.0 * p_mu, const], axis=-1)
 
 
 def squared_distances(

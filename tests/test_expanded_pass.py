@@ -12,11 +12,10 @@ from scipy.stats import multivariate_normal
 from gmmjax import GMM
 from gmmjax._expanded_pass import (
     augmented_features,
-    distance_coefficients,
     expanded_e_statistics,
     expanded_log_likelihood,
 )
-from gmmjax._likelihood import quadratic_features
+from gmmjax._likelihood import distance_coefficients, quadratic_features
 from gmmjax._solver import map_restarts
 from gmmjax._stats import chunk_rows
 
