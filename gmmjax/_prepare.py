@@ -202,6 +202,7 @@ def prepare_fit(
     """Validate everything (ValueError before tracing), centre X on its weighted mean, split
     its rows into chunks, split the key per restart, centre / batch `init_params` and the
     prior; with a mesh, place all of it on the mesh's devices."""
+    check_concrete(X=X, key=key, sample_weight=sample_weight, init_params=init_params, prior=prior)
     check_key(key)
     X, dtype = check_data_host(X, missing=config.missing)
     n_local, d = X.shape
@@ -251,6 +252,20 @@ def prepare_fit(
         keys, start = place_restarts((keys, start), mesh)
     prior = _centred_prior(prior, offset, mesh)
     return PreparedFit(data, keys, start, offset, prior, n, mesh, init_data)
+
+
+def check_concrete(**inputs) -> None:
+    """A fit validates its data and compiles its own program, so it takes concrete arrays,
+    not the tracers of a caller's jax.jit / vmap / grad."""
+    for name, value in inputs.items():
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(value)):
+            raise ValueError(
+                f"{name} holds a traced value: the fit was called inside jax.jit, vmap or grad. "
+                "A fit compiles its own program and needs concrete arrays, so call it outside "
+                "the transformation (restarts already run vmapped: use n_restarts); to "
+                "differentiate a fitted mixture with respect to the data, use "
+                "gmmjax.fit_differentiable."
+            )
 
 
 def _platform(X, mesh) -> str:

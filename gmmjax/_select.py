@@ -25,7 +25,7 @@ from ._fit import run_prepared
 from ._likelihood import log_likelihood
 from ._objective import objective
 from ._params import GMM
-from ._prepare import prepare_fit
+from ._prepare import check_concrete, prepare_fit
 from ._prior import default_reg_covar, resolve_prior
 from ._program import n_compiled
 from ._solver import Status
@@ -148,6 +148,7 @@ def select(
                     "cov_type and K."
                 )
     # Checked once here for select's own message on NaN; each cov_type's fit checks X again.
+    check_concrete(X=X, key=key, sample_weight=sample_weight, prior=prior)
     X, _ = check_data_host(X, nan_message=_NO_MISSING)
     reg_covar = default_reg_covar(reg_covar, prior)
     before = n_compiled()

@@ -67,6 +67,23 @@ def test_bad_init_params():
         gj.fit_em(X, 2, key=KEY, init_params={"means": good.means})
 
 
+@pytest.mark.parametrize(
+    "transform",
+    [
+        lambda: jax.jit(lambda Y: gj.fit_em(Y, 2, key=KEY).log_likelihood)(X),
+        lambda: jax.vmap(lambda k: gj.fit_em(X, 2, key=k).log_likelihood)(jax.random.split(KEY)),
+        lambda: jax.grad(lambda w: gj.fit_em(X, 2, key=KEY, sample_weight=w).log_likelihood[0])(
+            np.ones(len(X))
+        ),
+        lambda: jax.jit(lambda Y: gj.select(Y, [1, 2], key=KEY).best.log_likelihood)(X),
+    ],
+    ids=["jit-X", "vmap-key", "grad-weights", "select"],
+)
+def test_a_fit_inside_a_transformation_names_the_fix(transform):
+    with pytest.raises(ValueError, match="traced value.*outside the transformation"):
+        transform()
+
+
 def test_gmm_construction_checks():
     with pytest.raises(ValueError, match="covariances must have shape"):
         gj.GMM(np.ones(2) / 2, np.zeros((2, 3)), np.ones((2, 2)), "diag")
