@@ -159,11 +159,11 @@ def squared_mahalanobis(
     return squared_distances(x, mu, expand=False) * jnp.square(prec)
 
 
-def distance_coefficients(gmm: GMM) -> Float[Array, "k f"]:
+def distance_coefficients(gmm: GMM) -> Float[Array, "k f2"]:
     """Rows c_k = (pack(P_k), −2 P_k μ_k, μ_kᵀ P_k μ_k), P_k = U_k U_kᵀ, so that
-    (x − μ_k)ᵀ P_k (x − μ_k) = ψ(x) · c_k with ψ(x) = (φ(x), x, 1): F = D(D+1)/2 + D + 1
+    (x − μ_k)ᵀ P_k (x − μ_k) = ψ(x) · c_k with ψ(x) = (φ(x), x, 1): F' = D(D+1)/2 + D + 1
     columns for full and tied covariances; for diagonal and spherical ones ψ(x) = (x², x, 1)
-    and pack(P_k) = the precisions p_k (spherical: p_k in every coordinate), F = 2D + 1."""
+    and pack(P_k) = the precisions p_k (spherical: p_k in every coordinate), F' = 2D + 1."""
     prec = gmm.precisions_cholesky
     mu = gmm.means
     if layout(gmm.cov_type) in ("full", "tied"):

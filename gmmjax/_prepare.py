@@ -258,7 +258,9 @@ def check_concrete(**inputs) -> None:
     """A fit validates its data and compiles its own program, so it takes concrete arrays,
     not the tracers of a caller's jax.jit / vmap / grad."""
     for name, value in inputs.items():
-        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(value)):
+        # Parameters and priors are pytrees; data may be an iterator, which is no pytree.
+        leaves = jax.tree.leaves(value) if isinstance(value, eqx.Module) else [value]
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
             raise ValueError(
                 f"{name} holds a traced value: the fit was called inside jax.jit, vmap or grad. "
                 "A fit compiles its own program and needs concrete arrays, so call it outside "
@@ -270,12 +272,21 @@ def check_concrete(**inputs) -> None:
 
 def _platform(X, mesh) -> str:
     """The platform the fit runs on: the mesh's, else that of the device holding X, else the
-    default backend's (where host arrays go)."""
+    one host arrays go to (`_default_platform`)."""
     if mesh is not None:
         return mesh.devices.flat[0].platform
     if isinstance(X, jax.Array):
         return next(iter(X.devices())).platform
-    return jax.default_backend()
+    return _default_platform()
+
+
+def _default_platform() -> str:
+    """The platform of the device host arrays go to: `jax.default_device`'s (a device or a
+    platform name) where one is set, else the default backend's."""
+    device = jax.config.jax_default_device
+    if device is None:
+        return jax.default_backend()
+    return device if isinstance(device, str) else device.platform
 
 
 def _has_nan(X, mesh) -> bool:
@@ -367,6 +378,7 @@ def fit_input(
 ):
     """`prepare_fit` for in-memory data; for host-streamed data (memmap, iterator) the same
     checks and centring, with the host reader registered for the duration of the block."""
+    check_concrete(X=X, key=key, sample_weight=sample_weight, init_params=init_params, prior=prior)
     check_key(key)
     if not is_host_stream(X):
         yield prepare_fit(
@@ -402,7 +414,7 @@ def fit_input(
     with open_host_data(
         X,
         sample_weight=sample_weight,
-        rows_for=functools.partial(chunk_rows_for, config, platform=jax.default_backend()),
+        rows_for=functools.partial(chunk_rows_for, config, platform=_default_platform()),
         seed=seed,
     ) as host:
         config.check(host.n_samples)

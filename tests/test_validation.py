@@ -76,10 +76,19 @@ def test_bad_init_params():
             np.ones(len(X))
         ),
         lambda: jax.jit(lambda Y: gj.select(Y, [1, 2], key=KEY).best.log_likelihood)(X),
+        "memmap",
     ],
-    ids=["jit-X", "vmap-key", "grad-weights", "select"],
+    ids=["jit-X", "vmap-key", "grad-weights", "select", "memmap-vmap-key"],
 )
-def test_a_fit_inside_a_transformation_names_the_fix(transform):
+def test_a_fit_inside_a_transformation_names_the_fix(transform, tmp_path):
+    if transform == "memmap":  # streamed data take their own path through the checks
+        np.save(tmp_path / "X.npy", X)
+        on_disk = np.load(tmp_path / "X.npy", mmap_mode="r")
+
+        def transform():
+            fit = lambda k: gj.fit_em(on_disk, 2, key=k).log_likelihood  # noqa: E731
+            return jax.vmap(fit)(jax.random.split(KEY))
+
     with pytest.raises(ValueError, match="traced value.*outside the transformation"):
         transform()
 
