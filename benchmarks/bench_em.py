@@ -14,6 +14,9 @@ Workloads:
     W2  N=100k, D=16, K=16, full
     W3  N=100k, D=64, K=32, diag
     W4  N=1M,   D=8,  K=8,  full
+    W2s N=100k, D=16, K=16, full: W2 with spread clusters (means N(0, 16 I), covariances A Aᵀ,
+        A = I + N(0, 1/D)): ordinary clustered data far enough apart that float32's expansion
+        bound sends its passes to the explicit differences
 
 Peers are optional: pomegranate and torchgmm need torch (CPU build: see benchmarks/README.md);
 a library that does not import is reported as missing and skipped.
@@ -22,6 +25,11 @@ A first fit in a new process (`--first-fit`): scikit-learn's and gmmjax's Gaussi
 iris with n_init=8, each in a fresh subprocess, timed from after the imports: gmmjax with JAX's
 persistent compilation cache cold (an empty directory), warm (the directory the cold run
 filled) and off.
+
+Whole fits (`--whole-fit`): what a user waits for once the program is compiled, k-means++
+initialisation, M EM iterations and the final pass, float64 against float32, interleaved round
+by round; with the per-sample log-likelihood of the two from one shared start, and float32
+again in a child process with x64 off (JAX's default), timed there the same way.
 
 float32 against float64 (`--dtype-ratio`): gmmjax's fits in the two dtypes from the same starts,
 interleaved round by round (M then 2M iterations of one, then of the other), so that a noisy
@@ -34,6 +42,7 @@ Usage:
     python benchmarks/bench_em.py --workloads W2 --dtypes float64 --restarts 8 --libs gmmjax,sklearn
     python benchmarks/bench_em.py --memory   # peak RSS per (workload, library, R), own process
     python benchmarks/bench_em.py --dtype-ratio --workloads W2,W4 --restarts 8 --repeats 7
+    python benchmarks/bench_em.py --whole-fit --workloads W2,W2s --restarts 1,8 --iters 10
 """
 
 from __future__ import annotations
@@ -55,7 +64,8 @@ os.environ.setdefault("GMMJAX_COMPILATION_CACHE", "0")
 
 import jax  # noqa: E402
 
-jax.config.update("jax_enable_x64", True)
+# x64 on, except in the --whole-fit child that measures float32 with JAX's default (x64 off).
+jax.config.update("jax_enable_x64", os.environ.get("GMMJAX_BENCH_X64", "1") != "0")
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -76,12 +86,18 @@ WORKLOADS = {
     "W2": (100_000, 16, 16, "full"),
     "W3": (100_000, 64, 32, "diag"),
     "W4": (1_000_000, 8, 8, "full"),
+    "W2s": (100_000, 16, 16, "full"),
 }
 LIBS = ("gmmjax", "sklearn", "pomegranate", "torchgmm")
 
 
-def make_data(n, d, k, seed=0):
+def make_data(n, d, k, seed=0, spread=False):
     rng = np.random.default_rng(seed)
+    if spread:
+        means = rng.normal(size=(k, d)) * 4.0
+        labels = rng.integers(0, k, size=n)
+        factors = np.eye(d) + rng.normal(size=(k, d, d)) / np.sqrt(d)
+        return means[labels] + np.einsum("ne,nde->nd", rng.normal(size=(n, d)), factors[labels])
     means = rng.normal(size=(k, d)) * 3.0
     labels = rng.integers(0, k, size=n)
     scales = rng.uniform(0.5, 1.5, size=(k, d))
@@ -255,7 +271,7 @@ def available(lib):
 
 def bench(name, dtype, lib, restarts, iters, repeats):
     n, d, k, cov_type = WORKLOADS[name]
-    X = make_data(n, d, k).astype(dtype)
+    X = make_data(n, d, k, spread=name == "W2s").astype(dtype)
     keys = jax.random.split(jax.random.key(0), restarts)
     start = gj.initialize(X, k, key=keys, cov_type=cov_type)
     one = 1 if lib != "gmmjax" else restarts  # peers: one restart, timed; R x that reported
@@ -281,7 +297,7 @@ def dtype_ratio(name, restarts, iters, rounds):
     """float64 against float32 gmmjax fits, interleaved: (median ms per iteration of each,
     median of the per-round float64 / float32 ratios)."""
     n, d, k, cov_type = WORKLOADS[name]
-    X = make_data(n, d, k)
+    X = make_data(n, d, k, spread=name == "W2s")
     start = gj.initialize(X, k, key=jax.random.split(jax.random.key(0), restarts))
     fits = {}
     for dtype in (np.float64, np.float32):
@@ -300,6 +316,95 @@ def dtype_ratio(name, restarts, iters, rounds):
     ratios = [a / b for a, b in zip(per_iter[np.float64], per_iter[np.float32], strict=True)]
     medians = [1e3 * statistics.median(per_iter[dtype]) for dtype in fits]
     return medians, statistics.median(ratios)
+
+
+def whole_fit_fn(X, k, restarts, iters, init_params=None):
+    """fit() running a whole gmmjax fit: k-means++ (unless `init_params`), `iters` EM
+    iterations (tol=0) and the final pass; returns the FitResult."""
+
+    def fit():
+        res = gj.fit_em(
+            X,
+            k,
+            key=jax.random.key(0),
+            n_restarts=restarts,
+            init_params=init_params,
+            max_iter=iters,
+            tol=0.0,
+        )
+        res.log_likelihood.block_until_ready()
+        return res
+
+    return fit
+
+
+def whole_fit(name, restarts, iters, rounds):
+    """float64 against float32 whole fits (compiled beforehand), interleaved round by round:
+    (median seconds of each, median of the per-round float64 / float32 ratios, the largest
+    |per-sample log-likelihood difference| over restarts from one shared start, the path
+    float32's passes took at the end of that fit)."""
+    n, d, k, _ = WORKLOADS[name]
+    X32 = make_data(n, d, k, spread=name == "W2s").astype(np.float32)
+    fits = {dt: whole_fit_fn(X32.astype(dt), k, restarts, iters) for dt in (np.float64, np.float32)}
+    for fit in fits.values():
+        fit()  # compile
+    seconds = {dt: [] for dt in fits}
+    for _ in range(rounds):
+        for dt, fit in fits.items():
+            t = time.perf_counter()
+            fit()
+            seconds[dt].append(time.perf_counter() - t)
+    ratios = [a / b for a, b in zip(seconds[np.float64], seconds[np.float32], strict=True)]
+    # Accuracy: both dtypes from one start (float64 k-means++ on the float32-rounded data).
+    start = gj.initialize(
+        X32.astype(np.float64), k, key=jax.random.split(jax.random.key(1), restarts)
+    )
+    lls = {}
+    for dt in (np.float64, np.float32):
+        cast = jax.tree.map(lambda a, dt=dt: a.astype(dt), start)
+        res = whole_fit_fn(X32.astype(dt), k, restarts, iters, init_params=cast)()
+        lls[dt] = np.asarray(res.log_likelihood, np.float64)
+        if dt == np.float32:
+            path = expansion_path(res.params, X32)
+    gap = float(np.max(np.abs(lls[np.float64] - lls[np.float32])))
+    medians = [statistics.median(seconds[dt]) for dt in fits]
+    return medians, statistics.median(ratios), gap, path
+
+
+_X64_OFF_CHILD = """
+import statistics, sys, time
+import jax
+import numpy as np
+sys.path.insert(0, {bench_dir!r})
+import bench_em
+assert not jax.config.jax_enable_x64
+n, d, k, _ = bench_em.WORKLOADS[{name!r}]
+X = bench_em.make_data(n, d, k, spread={name!r} == "W2s").astype(np.float32)
+fit = bench_em.whole_fit_fn(X, k, {restarts}, {iters})
+fit()
+times = []
+for _ in range({rounds}):
+    t = time.perf_counter()
+    fit()
+    times.append(time.perf_counter() - t)
+print(statistics.median(times))
+"""
+
+
+def whole_fit_x64_off(name, restarts, iters, rounds):
+    """Median seconds of the same float32 whole fit in a child process with x64 off."""
+    code = _X64_OFF_CHILD.format(
+        bench_dir=os.path.dirname(os.path.abspath(__file__)),
+        name=name,
+        restarts=restarts,
+        iters=iters,
+        rounds=rounds,
+    )
+    env = {**os.environ, "GMMJAX_BENCH_X64": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.split()[-1])
 
 
 def peak_rss(wl, dtype, lib, restarts):
@@ -396,6 +501,7 @@ def main():
     p.add_argument("--memory", action="store_true", help="peak RSS table instead of times")
     p.add_argument("--first-fit", action="store_true", help="first fit in a new process")
     p.add_argument("--dtype-ratio", action="store_true", help="float64 vs float32, interleaved")
+    p.add_argument("--whole-fit", action="store_true", help="whole fits, float64 vs float32")
     args = p.parse_args()
     if args.first_fit:
         first_fit(args.repeats)
@@ -413,6 +519,21 @@ def main():
             for r in restart_counts:
                 (f64, f32), ratio = dtype_ratio(wl, r, args.iters, args.repeats)
                 print(f"{wl} | {r} | {f64:.1f} | {f32:.1f} | {ratio:.2f}", flush=True)
+        return
+    if args.whole_fit:
+        print(
+            "wl | restarts | iters | float64 s | float32 s | float64/float32 (median) | "
+            "float32 s, x64 off | float64/float32 x64 off | max |ll64 - ll32| | float32 path"
+        )
+        for wl in args.workloads.split(","):
+            for r in restart_counts:
+                (f64, f32), ratio, gap, path = whole_fit(wl, r, args.iters, args.repeats)
+                off = whole_fit_x64_off(wl, r, args.iters, args.repeats)
+                print(
+                    f"{wl} | {r} | {args.iters} | {f64:.3f} | {f32:.3f} | {ratio:.2f} | "
+                    f"{off:.3f} | {f64 / off:.2f} | {gap:.1e} | {path}",
+                    flush=True,
+                )
         return
     if args.memory:
         print("wl | dtype | lib | restarts | peak RSS GiB")

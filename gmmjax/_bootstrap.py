@@ -22,6 +22,7 @@ from ._free_parameters import to_natural
 from ._params import GMM
 from ._prior import default_reg_covar
 from ._sample import sample
+from ._solver import Status, succeeded
 from ._validate import is_int
 
 KINDS = ("nonparametric", "parametric")
@@ -30,8 +31,9 @@ KINDS = ("nonparametric", "parametric")
 def bootstrap_replicates(
     gmm: GMM, X, *, key, n_bootstrap, kind, prior, sample_weight, max_iter, tol, reg_covar
 ) -> tuple[np.ndarray, int]:
-    """((B', q) natural parameters of the refits that succeeded, components matched to `gmm`,
-    number that failed)."""
+    """((B', q) natural parameters of the refits that succeeded (converged or stopped at
+    max_iter), components matched to `gmm`, number that failed: non-finite, or a collapsed
+    or (without a prior) empty component, `_em_loop.fit_status`)."""
     if key is None:
         raise ValueError("method='bootstrap' needs key=jax.random.key(seed).")
     if not is_int(n_bootstrap) or n_bootstrap < 2:
@@ -54,16 +56,30 @@ def bootstrap_replicates(
     else:
         data = jax.vmap(lambda k: sample(gmm, n, key=k)[0])(keys)
         fits, ok = _refit_data(gmm, data, w, prior, *settings)
-    ok = np.asarray(ok)
+    # A refit that stopped at max_iter still counts; a non-finite or collapsed one does not.
+    status = np.asarray(ok)
+    ok = np.asarray(succeeded(status))
     scale = np.asarray(jnp.std(X, axis=0)) + 1e-300
     rows = []
     for b in np.flatnonzero(ok):
         rows.append(np.asarray(to_natural(match_components(fits[b], gmm, scale)), np.float64))
     if len(rows) < 2:
+        non_finite = int(np.sum(status == Status.NON_FINITE))
+        collapsed = int(np.sum(status == Status.DEGENERATE))
+        causes = []
+        if collapsed:
+            causes.append(
+                f"{collapsed} with a collapsed or empty component: fit with a prior "
+                "(prior='mclust') or fewer components"
+            )
+        if non_finite:
+            causes.append(
+                f"{non_finite} with non-finite iterates: rescale X (e.g. X / X.std(axis=0)) "
+                "or raise reg_covar"
+            )
         raise ValueError(
-            f"{n_bootstrap - len(rows)} of {n_bootstrap} bootstrap refits failed (a collapsed "
-            "component or non-finite iterates), too many for a spread; fit with a prior "
-            "(prior='mclust') or fewer components."
+            f"{n_bootstrap - len(rows)} of {n_bootstrap} bootstrap refits failed, too many for "
+            f"a spread ({'; '.join(causes)})."
         )
     return np.stack(rows), int(n_bootstrap - ok.sum())
 

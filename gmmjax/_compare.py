@@ -108,7 +108,8 @@ def compare(
             restart after matching components by the Hungarian algorithm, via scipy).
 
     Args:
-        methods: "em", "lbfgs", "adam", "sgd" (any `fit` method name).
+        methods: one or more distinct `fit` method names ("em", "lbfgs", "adam", "sgd", ...);
+            a single name is a comparison of one.
         learning_rates: per-method learning rates for "adam"/"sgd".
         reg_covar: EM's regulariser and the shared initialisation's. Default 0, so that EM climbs
             exactly the objective the gradient methods climb; with reg_covar > 0 it does not
@@ -122,6 +123,7 @@ def compare(
 
     X must be complete: missing values (NaN) are a ValueError.
     """
+    methods = _check_methods(methods)
     X = check_data(X, nan_message=_NO_MISSING)
     for method in methods:  # refuse a bad name or model before anything is compiled
         check_method_supports(resolve_method(method), cov_type)
@@ -214,6 +216,28 @@ def compare(
         results,
         best,
     )
+
+
+def _check_methods(methods) -> tuple[str, ...]:
+    """The methods to compare as a non-empty tuple of distinct names (a single name is one)."""
+    if isinstance(methods, str):
+        return (methods,)
+    try:
+        methods = tuple(methods)
+    except TypeError:
+        raise TypeError(
+            f'methods must be method names such as ("em", "lbfgs"), got {methods!r}.'
+        ) from None
+    if not methods:
+        raise ValueError('methods is empty; pass at least one method name, e.g. ("em", "lbfgs").')
+    names = [m for m in methods if isinstance(m, str)]
+    repeated = sorted({m for m in names if names.count(m) > 1})
+    if repeated:
+        raise ValueError(
+            f"methods lists {repeated} more than once; each method runs once from the same "
+            "starts, so list each once."
+        )
+    return methods
 
 
 def _with_final(res: FitResult) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from ._covariance import n_covariance_parameters
 from ._em import e_step
 from ._likelihood import log_likelihood
-from ._params import GMM
+from ._params import GMM, check_one_mixture
 
 
 def n_parameters(gmm: GMM) -> int:
@@ -17,17 +17,41 @@ def n_parameters(gmm: GMM) -> int:
     return (k - 1) + k * d + n_covariance_parameters(gmm.cov_type, k, d)
 
 
+def _check_rows(gmm: GMM, X, criterion: str):
+    """X (N, D) as an array of the mixture's dtype, or a ValueError naming the fix: a
+    criterion needs at least one row (with none, ℓ = 0 and log N = −inf)."""
+    check_one_mixture(gmm, criterion)
+    X = jnp.asarray(X, gmm.means.dtype)
+    if X.ndim != 2 or X.shape[1] != gmm.n_features:
+        raise ValueError(
+            f"{criterion}: X must have shape (n_samples, {gmm.n_features}) for this mixture, "
+            f"got {X.shape}."
+        )
+    if X.shape[0] == 0:
+        raise ValueError(
+            f"{criterion}: X has no rows; an information criterion scores the data the model "
+            "was fitted to, so pass those rows."
+        )
+    return X
+
+
 def bic(gmm: GMM, X, *, missing: str = "propagate") -> jnp.ndarray:
     """−2ℓ + p log N (lower is better); missing="marginal" scores rows with NaN by their
-    observed values (see `gmmjax.component_log_prob`)."""
-    X = jnp.asarray(X, gmm.means.dtype)
+    observed values (see `gmmjax.component_log_prob`).
+
+    Raises:
+        TypeError: `gmm` is not a `gmmjax.GMM`.
+        ValueError: `gmm` is a batch of mixtures, or X is not (N, D) with N >= 1 rows and
+            the mixture's D columns.
+    """
+    X = _check_rows(gmm, X, "bic")
     ll = log_likelihood(gmm, X, missing=missing)
     return -2 * ll + n_parameters(gmm) * jnp.log(X.shape[0])
 
 
 def aic(gmm: GMM, X, *, missing: str = "propagate") -> jnp.ndarray:
-    """−2ℓ + 2p (lower is better); see `bic` for `missing`."""
-    X = jnp.asarray(X, gmm.means.dtype)
+    """−2ℓ + 2p (lower is better); see `bic` for `missing` and the errors."""
+    X = _check_rows(gmm, X, "aic")
     return -2 * log_likelihood(gmm, X, missing=missing) + 2 * n_parameters(gmm)
 
 
@@ -45,5 +69,6 @@ def classification_loss(
 def icl(gmm: GMM, X, *, missing: str = "propagate") -> jnp.ndarray:
     """BIC − 2 Σ_i log max_k γ_ik: BIC penalised for overlapping components (Biernacki,
     Celeux & Govaert 2000, with the MAP assignment, as R mclust's `icl`; lower is better);
-    see `bic` for `missing`."""
+    see `bic` for `missing` and the errors."""
+    X = _check_rows(gmm, X, "icl")
     return bic(gmm, X, missing=missing) + 2 * classification_loss(gmm, X, missing=missing)

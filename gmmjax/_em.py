@@ -243,20 +243,19 @@ def pass_log_likelihood(gmm: GMM, data: Chunked) -> Array:
         gmm,
         data,
         functools.partial(expanded_log_likelihood, data=data),
-        functools.partial(streamed_log_likelihood, data=data),
+        functools.partial(_summed_log_likelihood, data=data, expand=False, checkpoint=False),
     )
 
 
 def _by_expansion_rule(gmm: GMM, data: Chunked, expanded: Callable, explicit: Callable):
-    """`expanded(gmm)` or `explicit(gmm)`, the pass's rule: float64 always takes the products;
-    below float64 they are taken where accurate for every restart
-    (`_likelihood.expansion_is_accurate`, one decision per pass) and the explicit differences
-    otherwise, or always on small data (`_SMALL_PASS`)."""
+    """`expanded(gmm)` or `explicit(gmm)`, the pass's rule, in every dtype: the products are
+    taken where accurate for every restart (`_likelihood.expansion_is_accurate`, one decision
+    per pass) and the explicit differences otherwise; below float64, small passes keep to the
+    differences alone (`_SMALL_PASS`). On well-centred data the decision is the same every
+    pass and costs a (K, D, D) reduction."""
     k, d = gmm.means.shape
     if not may_expand(gmm.means.dtype, data.n_chunks * data.rows, k, d):
         return explicit(gmm)
-    if _expand_quadratic(gmm.means.dtype):
-        return expanded(gmm)
     return jax.lax.cond(expansion_is_accurate(gmm), expanded, explicit, gmm)
 
 
@@ -273,8 +272,6 @@ def pass_expands(gmm: GMM, n_rows: int) -> bool:
     k, d = gmm.means.shape[-2:]
     if not may_expand(gmm.means.dtype, n_rows, k, d):
         return False
-    if _expand_quadratic(gmm.means.dtype):
-        return True
     return bool(jnp.all(map_restarts(expansion_is_accurate, gmm)))
 
 
@@ -307,8 +304,8 @@ def block_e_statistics(
     return streamed_e_statistics(gmm, Chunked(X[None], w[None], missing))
 
 
-def _chunk_log_likelihood(X, w, _chunk_index, gmm):
-    return kernel_log_likelihood(gmm, X, w)  # X is centred (see `_prepare`)
+def _chunk_log_likelihood(X, w, _chunk_index, gmm, *, expand):
+    return kernel_log_likelihood(gmm, X, w, expand=expand)  # X is centred (see `_prepare`)
 
 
 def _chunk_observed_log_likelihood(X, w, _chunk_index, gmm):
@@ -317,11 +314,27 @@ def _chunk_observed_log_likelihood(X, w, _chunk_index, gmm):
 
 
 def streamed_log_likelihood(gmm: GMM, data: Chunked, *, checkpoint: bool = False) -> Array:
-    """Σ_i w_i log p(x_i), chunk by chunk (of the observed values, where `data.missing`).
+    """Σ_i w_i log p(x_i), chunk by chunk (of the observed values, where `data.missing`), by the
+    passes' expansion rule (`_by_expansion_rule`); differentiable.
 
     With `checkpoint`, each chunk's forward pass is recomputed in the backward pass instead of
     stored, so a gradient needs memory for one chunk, not for all N rows.
     """
-    fn = _chunk_observed_log_likelihood if data.missing else _chunk_log_likelihood
-    fn = jax.checkpoint(fn) if checkpoint else fn
-    return sum_over_chunks(fn, data, gmm)
+    if data.missing:
+        fn = (
+            jax.checkpoint(_chunk_observed_log_likelihood)
+            if checkpoint
+            else _chunk_observed_log_likelihood
+        )
+        return sum_over_chunks(fn, data, gmm)
+    return _by_expansion_rule(
+        gmm,
+        data,
+        functools.partial(_summed_log_likelihood, data=data, expand=True, checkpoint=checkpoint),
+        functools.partial(_summed_log_likelihood, data=data, expand=False, checkpoint=checkpoint),
+    )
+
+
+def _summed_log_likelihood(gmm: GMM, *, data: Chunked, expand: bool, checkpoint: bool) -> Array:
+    fn = functools.partial(_chunk_log_likelihood, expand=expand)
+    return sum_over_chunks(jax.checkpoint(fn) if checkpoint else fn, data, gmm)

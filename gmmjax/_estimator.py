@@ -34,7 +34,14 @@ from ._likelihood import log_likelihood, log_prob
 from ._params import GMM, covariance_shape
 from ._sample import sample
 from ._solver import Status
-from ._validate import check_data, check_data_host, float_dtype_for, is_int
+from ._validate import (
+    check_data,
+    check_data_host,
+    check_dense,
+    float_dtype_for,
+    host_sample_weight,
+    is_int,
+)
 
 _INIT_NAMES = {
     "kmeans": "kmeans++",
@@ -351,7 +358,10 @@ class GaussianMixture:
         n_iter_ 0, lower_bound_ −inf, no ConvergenceWarning (scikit-learn's behaviour)."""
         starts = self._default_starts(X, key) if start is None else start
         if starts.batch_shape:
-            w = None if sample_weight is None else jnp.asarray(sample_weight)
+            w = None
+            if sample_weight is not None:
+                # Only the mean log-likelihood is compared: the weights' scale does not matter.
+                w = jnp.asarray(host_sample_weight(sample_weight, X.shape[0]), X.dtype)
             ll = jax.vmap(lambda g: log_likelihood(g, X, w, missing=self._scoring))(starts)
             starts = starts[int(jnp.argmax(jnp.where(jnp.isfinite(ll), ll, -jnp.inf)))]
         if not bool(jnp.all(jnp.isfinite(starts.precisions_cholesky))):
@@ -490,8 +500,7 @@ class GaussianMixture:
     def _check_X(self, X, fitting: bool = False):
         if not fitting:
             self._check_fitted()
-        if hasattr(X, "toarray") or hasattr(X, "tocsr"):
-            raise TypeError("sparse input is not supported; pass a dense array (X.toarray()).")
+        check_dense(X)  # scikit-learn's TypeError and message
         if fitting:
             # Kept on the host in its own precision: the fit centres it before any cast.
             X, _ = check_data_host(X, missing=self.missing)

@@ -3,6 +3,7 @@ named forms."""
 
 from __future__ import annotations
 
+import functools
 import time
 
 import jax
@@ -23,8 +24,9 @@ from ._params import GMM
 from ._prepare import PreparedFit, fit_input
 from ._prior import default_reg_covar
 from ._program import program_for
-from ._result import FitResult, make_result
+from ._result import FitResult, make_result, start_failure_cause
 from ._squarem import SQUAREM
+from ._stats import Chunked
 from ._stream import is_host_stream
 
 # The EM family by name, with default options; the gradient methods' names follow.
@@ -137,7 +139,13 @@ def fit(
         prior: None, "mclust" (`Prior.mclust(X, K, cov_type)`, R mclust's default), or a
             `gmmjax.Prior`. EM's M-step becomes the MAP M-step and every method maximises the
             same penalised objective.
-        sample_weight: optional (N,) non-negative weights.
+        sample_weight: optional (N,) finite non-negative weights, not all zero. Without a
+            prior only their ratios matter: they are normalised on the host in float64 to
+            mean 1 before any cast, so any positive rescaling (1e-300 to 1e300) gives the same
+            fit, objective and log-likelihood (both per unit weight, Σ w_i ℓ_i / Σ w_i). With
+            a prior they are counts (weight 2 is the row twice) and keep their scale, which
+            sets the prior's strength against the data. A row of weight 0 has no effect,
+            whatever finite values it holds; integer weights fit as repeated rows.
         init_params: a GMM shared by all restarts, or one with a leading (R,) axis.
         chunk_size: rows per chunk (default on the CPU: min(2^18 / (R·K), 2^20 / F) as a
             power of two, at least 1024, F = D(D+1)/2 for full and tied covariances, D
@@ -170,10 +178,13 @@ def fit(
         FitResult.
 
     Raises:
-        ValueError: for invalid input, before anything is traced; `FitFailedError` (a
-            ValueError) when every restart failed at its start, so that no valid parameters
-            exist (a failed restart otherwise keeps its last valid parameters, and a
-            RuntimeWarning says when no restart succeeded).
+        ValueError: for invalid input, before anything is traced (including values whose
+            weighted sums of squares would overflow the compute dtype: rescale X);
+            `FitFailedError` (a ValueError, naming the cause it detected: a singular
+            mean-imputed start, weight on too few rows, reg_covar=0 on identical rows, a
+            regulariser below the data's rounding) when every restart failed at its start,
+            so that no valid parameters exist (a failed restart otherwise keeps its last
+            valid parameters, and a RuntimeWarning says when no restart succeeded).
     """
     return _fit(**locals())
 
@@ -301,7 +312,34 @@ def run_prepared(
         out = prep.run(lambda *a: jax.block_until_ready(compiled(*a)), *args)
         timing["seconds"] = time.perf_counter() - t0
     params, value, ll, state, best = out
-    return make_result(params, value, ll, state, best, prep.offset)
+    return make_result(
+        params,
+        value,
+        ll,
+        state,
+        best,
+        prep.offset,
+        explain=functools.partial(_start_failure, prep, config),
+    )
+
+
+def _start_failure(prep: PreparedFit, config: FitConfig, start: GMM) -> str:
+    """`start_failure_cause` with what the prepared input says (called only on failure)."""
+    positive_rows = largest_variance = None
+    if isinstance(prep.data, Chunked) and prep.mesh is None:
+        weight = np.asarray(prep.data.weight)
+        positive_rows = int(np.count_nonzero(weight))
+        X = np.asarray(prep.data.X).reshape(-1, prep.data.X.shape[-1])[weight.reshape(-1) > 0]
+        largest_variance = float(np.max(np.nanvar(X, axis=0))) if X.size else None
+    return start_failure_cause(
+        start,
+        reg_covar=float(config.reg_covar),
+        missing=isinstance(prep.data, Chunked) and prep.data.missing,
+        given_start=prep.init_params is not None,
+        positive_rows=positive_rows,
+        n_samples=prep.n_samples,
+        largest_variance=largest_variance,
+    )
 
 
 def fit_em(

@@ -67,7 +67,10 @@ def from_free(phi: Float[Array, " p"], k: int, d: int, cov_type: str) -> GMM:
     if kind in ("full", "tied"):
         rows, cols = _tril(d)
         entries = rest.reshape((k, -1) if kind == "full" else (-1,))
-        entries = jnp.where(rows == cols, jnp.exp(entries), entries)
+        # exp of the diagonal only: an off-diagonal entry of 3.5e5 (covariances at scale 1e6)
+        # overflows exp, and where() would pass 0·inf = NaN into every derivative.
+        diagonal = rows == cols
+        entries = jnp.where(diagonal, jnp.exp(jnp.where(diagonal, entries, 0.0)), entries)
         chol = jnp.zeros(entries.shape[:-1] + (d, d), phi.dtype).at[..., rows, cols].set(entries)
         cov = jnp.matmul(chol, jnp.swapaxes(chol, -1, -2), precision=matmul_precision())
     elif kind == "diag":

@@ -98,7 +98,10 @@ def _kmeans_plus_plus(X: Float[Array, "c b d"], log_w: Float[Array, "c b"], key,
     def pick(j, carry):
         centres, d2, key = carry
         key, sub = jax.random.split(key)
-        logits = jnp.where(d2 > 0, log_w + jnp.log(jnp.where(d2 > 0, d2, 1.0)), -jnp.inf)
+        # A zero-weight row is never drawn, whatever its distance: −inf + log(inf) would be
+        # NaN, which argmax would take for the largest score.
+        eligible = (d2 > 0) & (log_w > -jnp.inf)
+        logits = jnp.where(eligible, log_w + jnp.log(jnp.where(eligible, d2, 1.0)), -jnp.inf)
         # Fewer distinct points than components: fall back to drawing by weight alone.
         logits = jnp.where(jnp.any(jnp.isfinite(logits)), logits, log_w)
         c, _ = _draw_row(sub, logits, X)

@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 
 from ._covariance import COV_TYPES  # every name a GMM may carry
-from ._params import GMM, _check_values
+from ._params import GMM, _check_values, check_one_mixture
 
 FORMAT_VERSION = 1
 
@@ -50,14 +50,14 @@ def save(gmm: GMM, path: str | os.PathLike) -> None:
     """
     from . import __version__
 
-    if not isinstance(gmm, GMM):
-        raise TypeError(f"save expects a gmmjax.GMM, got {type(gmm).__name__}")
+    check_one_mixture(gmm, "save")
     path = check_save_path(path)
     arrays = {name: np.asarray(getattr(gmm, name)) for name in _ARRAYS}
     # A GMM built under jit (e.g. a fit's result) skipped the value checks: run them here, so
     # that every file `save` writes is one `load` accepts.
     try:
         _check_values(*arrays.values(), gmm.cov_type)
+        check_model(arrays["covariances"], gmm.cov_type)
     except ValueError as err:
         raise ValueError(f"cannot save this GMM to {path}: {err}") from None
     meta = {
@@ -158,17 +158,91 @@ def load(path: str | os.PathLike) -> GMM:
                 f"{path}: {name} has dtype {arr.dtype} but the metadata says {meta['dtype']}"
             )
     means = arrays["means"]
-    if means.ndim < 2 or 0 in means.shape:
+    if means.ndim > 2:
         raise ValueError(
-            f"{path}: means must have shape (K, D) with K, D >= 1 (optionally after batch axes), "
-            f"got {means.shape}"
+            f"{path}: holds a batch of mixtures (means of shape {means.shape}); a model file "
+            "holds one: save one of them again, e.g. gmmjax.save(result.best, path)"
+        )
+    if means.ndim != 2 or 0 in means.shape:
+        raise ValueError(
+            f"{path}: means must have shape (K, D) with K, D >= 1 (one mixture), got {means.shape}"
         )
     try:
-        # GMM checks the shapes against cov_type and the values (finite, weights on the
-        # simplex, covariances positive definite); the arrays are concrete, so both run.
-        return GMM(arrays["weights"], means, arrays["covariances"], cov_type)
+        # GMM checks the shapes against cov_type's layout and the values (finite, weights on
+        # the simplex, covariances positive definite); the arrays are concrete, so both run.
+        gmm = GMM(arrays["weights"], means, arrays["covariances"], cov_type)
+        # mclust's models share a layout: their constraints are checked on the values.
+        check_model(arrays["covariances"], cov_type)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
+    return gmm
+
+
+def check_model(covariances: np.ndarray, cov_type: str) -> None:
+    """ValueError unless `covariances` (one mixture's, in `cov_type`'s layout, already shown
+    positive definite) satisfy the constraints of the model `cov_type`.
+
+    With Σ_k = λ_k Q_k A_k Q_kᵀ (volume λ_k = |Σ_k|^(1/D), shape A_k diagonal with |A_k| = 1,
+    orientation Q_k), a model's letters say which of the three are Equal across components
+    (docs/math.md §11). The layout fixes the I letters (diagonal: Q_k = I; spherical: also
+    A_k = I) and a single tied matrix makes EEE; what is left is checked here:
+
+        equal volumes       |Σ_k|^(1/D) equal                           EII EEI EVI EVE EEV EVV
+        equal shapes        diagonal models: Σ_k / λ_k equal            EEI VEI
+                            common orientation: Σ_k / λ_k equal         VEE
+                            own orientations: eigenvalues / λ_k equal   EEV VEV
+        common orientation  Σ_j Σ_k = Σ_k Σ_j (commuting symmetric      VEE EVE VVE
+                            matrices share their eigenvectors)
+
+    Each equality is relative, to 100 √ε of the dtype (1.5e-6 in float64): fits meet the
+    constraints to rounding, while a file whose cov_type was changed misses them by far more.
+    """
+    from ._covariance import layout, model_name
+
+    c = np.asarray(covariances, dtype=np.float64)
+    name = model_name(cov_type)
+    kind = layout(cov_type)
+    if kind == "tied" or name in ("VII", "VVI", "VVV"):
+        return  # no constraint beyond the layout
+    tol = 100 * np.sqrt(np.finfo(np.asarray(covariances).dtype).eps)
+    if kind == "spherical":
+        eig = c[:, None]
+    elif kind == "diag":
+        eig = c
+    else:
+        eig = np.linalg.eigvalsh(c)  # ascending, per component
+    volume = np.exp(np.mean(np.log(eig), axis=-1))  # λ_k
+    violated = []
+    if name[0] == "E" and not _all_close(volume, tol):
+        violated.append(f"equal volumes |Σ_k|^(1/D) (got {volume})")
+    if name[1] == "E":
+        if kind == "full" and name[2] == "E":  # VEE: one orientation, so the matrices
+            shape = c / volume[:, None, None]
+        else:  # diagonals in coordinate order; own orientations: the sorted eigenvalues
+            shape = eig / volume[:, None]
+        if not _all_close(shape, tol):
+            violated.append("equal shapes Σ_k / |Σ_k|^(1/D)")
+    if kind == "full" and name[2] == "E":
+        scale = np.linalg.norm(c, axis=(-2, -1))
+        products = np.einsum("jab,kbc->jkac", c, c)
+        commutator = products - np.swapaxes(products, 0, 1)
+        size = np.linalg.norm(commutator, axis=(-2, -1)) / np.outer(scale, scale)
+        if np.max(size) > tol:
+            violated.append("one orientation shared by all components (Σ_j Σ_k = Σ_k Σ_j)")
+    if violated:
+        raise ValueError(
+            f"the covariances do not satisfy the model cov_type={cov_type!r} ("
+            + "; ".join(violated)
+            + "): the file's cov_type does not describe its covariances. Save the "
+            "model again from its fit, or set cov_type to the layout's general model "
+            '("full", "diag" or "spherical")'
+        )
+
+
+def _all_close(values: np.ndarray, tol: float) -> bool:
+    """Whether every row of `values` (K, ...) equals the first, relative to the largest."""
+    values = np.asarray(values).reshape(len(values), -1)
+    return bool(np.max(np.abs(values - values[:1])) <= tol * np.max(np.abs(values)))
 
 
 def _read_metadata(path, metadata: np.ndarray) -> dict:

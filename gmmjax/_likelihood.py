@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import math
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,20 +36,28 @@ def matmul_precision() -> jax.lax.Precision | None:
 
 
 def _expand_quadratic(dtype) -> bool:
-    """Whether ‖x − μ‖² is always expanded as ‖x‖² − 2 xᵀμ + ‖μ‖² (matrix products, fast).
-
-    The expansion carries an absolute error of about ε·d² in the metric at hand, d the
-    Mahalanobis distance of the expansion's centre from a component (`expansion_error`). In
-    float64 that is harmless at any distance data reach. In float32 it is not (two clusters 3000
-    standard deviations apart made float32 fits fail, benchmarks/README.md): float32 expands
-    only where `expansion_is_accurate` says so and forms the differences explicitly otherwise.
-    """
+    """Whether the expanded products may be compiled for a pass in `dtype` whatever its size
+    (float64); below float64 only large passes compile them (`_em.may_expand`). Where they are
+    compiled, a pass takes them only while `expansion_is_accurate` says so, in every dtype."""
     return jnp.dtype(dtype) == jnp.float64
 
 
-# The largest ε·d² (see `expansion_error`) at which float32 takes the expansion: d up to about
-# 29 standard deviations. Measured in benchmarks/README.md against the explicit differences.
+# The largest ε·d̃² (see `expansion_error`) at which a pass takes the expansion, per dtype.
+# float32: d̃ up to about 29 standard deviations, measured in benchmarks/README.md against the
+# explicit differences. float64: the error of a squared distance near a component is a few
+# times ε·d̃² (measured: 0.8x on W2-spread, 5x on W2), so 1e-10 keeps a log-density's absolute
+# error below about 3e-10 (1e-10 relative wherever |log p| ≥ 3); d̃ up to about 670 standard
+# deviations. Ordinary clustered data stay well inside it: W2's components reach d̃ ≈ 20-80,
+# the spread ones of W2-spread (means N(0, 16 I), full covariances A Aᵀ) about 400.
 EXPANSION_TOLERANCE = 1e-4
+EXPANSION_TOLERANCE_FLOAT64 = 1e-10
+
+
+def expansion_tolerance(dtype) -> float:
+    """The bound on `expansion_error` below which a pass in `dtype` takes the expansion."""
+    if jnp.dtype(dtype) == jnp.float64:
+        return EXPANSION_TOLERANCE_FLOAT64
+    return EXPANSION_TOLERANCE
 
 
 def expansion_error(gmm: GMM) -> Float[Array, ""]:
@@ -71,20 +78,22 @@ def expansion_error(gmm: GMM) -> Float[Array, ""]:
 
 
 def expansion_is_accurate(gmm: GMM) -> Array:
-    """Whether the expansion may be used for `gmm` (a boolean scalar): always in float64;
-    otherwise when `expansion_error` ≤ `EXPANSION_TOLERANCE` for every restart whose bound is
-    finite (non-finite parameters come from an extrapolation or an iterate that will be
-    rejected, and do not force the slow path).
+    """Whether the expansion may be used for `gmm` (a boolean scalar), in either dtype: when
+    `expansion_error` ≤ `expansion_tolerance` for every restart whose bound is finite
+    (non-finite parameters come from an extrapolation or an iterate that will be rejected, and
+    do not force the slow path).
+
+    A far, tight component fails it in float64 too: with means (0, 0) and (1e7, 1e7) and
+    covariances I and 1e-6·I, the expansion scored (1e7 + 1e-3, 1e7) 0.5 too high.
 
     Under `_solver.map_restarts`' vmap the answer is reduced over all restarts, so it stays one
     value and `lax.cond` on it runs one branch for all of them, rather than both branches with a
     select, which is what a per-restart predicate becomes under vmap. Restarts that have stopped
     still vote with their last iterate (the vmapped loop steps them until the last one stops).
     """
-    if _expand_quadratic(gmm.means.dtype):
-        return jnp.asarray(True)
     bound = expansion_error(gmm)
-    return all_restarts(~jnp.isfinite(bound) | (bound <= EXPANSION_TOLERANCE))
+    tolerance = expansion_tolerance(gmm.means.dtype)
+    return all_restarts(~jnp.isfinite(bound) | (bound <= tolerance))
 
 
 def quadratic_features(X: Float[Array, "n d"]) -> Float[Array, "n f"]:
@@ -116,19 +125,20 @@ def unpack_symmetric(v: Float[Array, "... f"], d: int) -> Float[Array, "... d d"
 
 
 def squared_mahalanobis(
-    gmm: GMM, X: Float[Array, "n d"], *, expand: bool | None = None
+    gmm: GMM, X: Float[Array, "n d"], *, expand: bool = False
 ) -> Float[Array, "n k"]:
     """‖(x_i − μ_k)ᵀ U_k‖² for every sample and component, shape (N, K).
 
+    expand=False (the default): the differences x_i − μ_k are formed explicitly and then
+    whitened, as scipy does: one rounding of x − μ_k (exact where x is within a factor 2 of
+    μ_k), so the result is accurate at any distance from the origin and any scale.
     expand=True: expanded as xᵀPx − 2 (Pμ)ᵀx + μᵀPμ with P = U Uᵀ (the precision, formed from
-    its Cholesky factor): matrix products with X, shared by every component and restart.
-    expand=False: X and the means are first shifted by the centroid of the means (the quadratic
-    form is unchanged, but float32 keeps its digits on data far from the origin), then the
-    differences are formed explicitly, so nothing cancels. The default (None) expands in
-    float64 only; the fitting code expands in float32 where `expansion_is_accurate`.
+    its Cholesky factor): matrix products with X, shared by every component and restart, with
+    an absolute error of about ε·d̃² (`expansion_error`). Only the fitting passes expand, on
+    centred data and where `expansion_is_accurate`.
     """
     prec = gmm.precisions_cholesky
-    if _expand_quadratic(X.dtype) if expand is None else expand:
+    if expand:
         if layout(gmm.cov_type) == "spherical":
             return squared_distances(X, gmm.means, expand=True) * jnp.square(prec)
         d = X.shape[-1]
@@ -143,20 +153,16 @@ def squared_mahalanobis(
         lin = jnp.dot(X, linear.T, precision=matmul_precision())
         return jnp.maximum(quad + lin + const, 0.0)
 
-    centre = jax.lax.stop_gradient(jnp.mean(gmm.means, axis=0))
-    x = X - centre
-    mu = gmm.means - centre
+    diff = X[:, None, :] - gmm.means[None]  # (N, K, D)
     if layout(gmm.cov_type) == "full":
-        y = jnp.einsum("nd,kde->nke", x, prec, precision=matmul_precision())
-        y = y - jnp.einsum("kd,kde->ke", mu, prec, precision=matmul_precision())
+        y = jnp.einsum("nkd,kde->nke", diff, prec, precision=matmul_precision())
         return jnp.sum(jnp.square(y), axis=-1)
     if layout(gmm.cov_type) == "tied":
-        y = jnp.dot(x, prec, precision=matmul_precision())
-        m = jnp.dot(mu, prec, precision=matmul_precision())
-        return squared_distances(y, m, expand=False)
+        y = jnp.einsum("nkd,de->nke", diff, prec, precision=matmul_precision())
+        return jnp.sum(jnp.square(y), axis=-1)
     if layout(gmm.cov_type) == "diag":
-        return jnp.sum(jnp.square((x[:, None, :] - mu[None]) * prec[None]), axis=-1)
-    return squared_distances(x, mu, expand=False) * jnp.square(prec)
+        return jnp.sum(jnp.square(diff * prec[None]), axis=-1)
+    return jnp.sum(jnp.square(diff), axis=-1) * jnp.square(prec)
 
 
 def distance_coefficients(gmm: GMM) -> Float[Array, "k f2"]:
@@ -195,12 +201,10 @@ def squared_distances(
     return jnp.sum(jnp.square(x[:, None, :] - m[None]), axis=-1)
 
 
-def log_gaussian(
-    gmm: GMM, X: Float[Array, "n d"], *, expand: bool | None = None
-) -> Float[Array, "n k"]:
-    """log N(x_i | μ_k, Σ_k), shape (N, K). Where `squared_mahalanobis` expands (see `expand`
-    there) it does so about the origin, so X should lie near it: the fitting code passes
-    centred data, the public functions below centre first."""
+def log_gaussian(gmm: GMM, X: Float[Array, "n d"], *, expand: bool = False) -> Float[Array, "n k"]:
+    """log N(x_i | μ_k, Σ_k), shape (N, K). With `expand` (see `squared_mahalanobis`) the
+    quadratic form is expanded about the origin, so X must lie near it (the fitting code passes
+    centred data, and expands only where `expansion_is_accurate`)."""
     d = gmm.n_features
     _check_features(gmm, X)
     log_det = log_det_precision_cholesky(gmm.precisions_cholesky, gmm.cov_type, d)
@@ -222,39 +226,38 @@ def _check_features(gmm: GMM, X) -> None:
 
 
 def kernel_component_log_prob(
-    gmm: GMM, X: Float[Array, "n d"], *, expand: bool | None = None
+    gmm: GMM, X: Float[Array, "n d"], *, expand: bool = False
 ) -> Float[Array, "n k"]:
-    """`component_log_prob` without the centring: for data already centred (fitting code),
-    where every restart shares X and its quadratic features. `expand`: see
-    `squared_mahalanobis`."""
+    """log π_k + log N(x_i | μ_k, Σ_k), shape (N, K), unjitted (the fitting code's kernel).
+    `expand`: see `squared_mahalanobis`."""
     return jnp.log(gmm.weights) + log_gaussian(gmm, X, expand=expand)
 
 
 def weighted_sum(log_p: Float[Array, " n"], sample_weight: Float[Array, " n"]) -> Array:
     """Σ_i w_i log p(x_i), rows of weight 0 left out: a zero-weight (padding) row far outside
-    every component must not give 0·(−inf)."""
-    return jnp.sum(jnp.where(sample_weight > 0, sample_weight * log_p, 0.0))
+    every component must not give 0·(−inf).
+
+    Summed as m · Σ_i (w_i / m) log p(x_i), m = max_i w_i (a constant for differentiation):
+    weights near the dtype's smallest normal number keep their digits (XLA flushes subnormal
+    products to zero: float32 weights of 1e-36 lost 0.4% of the sum), and huge ones do not
+    overflow a product that the total would not."""
+    scale = jax.lax.stop_gradient(jnp.max(sample_weight))
+    scale = jnp.where(scale > 0, scale, 1.0)
+    return scale * jnp.sum(jnp.where(sample_weight > 0, (sample_weight / scale) * log_p, 0.0))
 
 
 def kernel_log_likelihood(
-    gmm: GMM, X: Float[Array, "n d"], sample_weight: Float[Array, " n"] | None = None
+    gmm: GMM,
+    X: Float[Array, "n d"],
+    sample_weight: Float[Array, " n"] | None = None,
+    *,
+    expand: bool = False,
 ) -> Float[Array, ""]:
-    """`log_likelihood` without the centring (see `kernel_component_log_prob`)."""
-    lp = logsumexp(kernel_component_log_prob(gmm, X), axis=-1)
+    """Σ_i w_i log p(x_i), unjitted (see `kernel_component_log_prob`)."""
+    lp = logsumexp(kernel_component_log_prob(gmm, X, expand=expand), axis=-1)
     if sample_weight is None:
         return jnp.sum(lp)
     return weighted_sum(lp, sample_weight)
-
-
-def _centred_on_means(gmm: GMM, X: Float[Array, "n d"]) -> tuple[GMM, Float[Array, "n d"]]:
-    """(gmm, X) both shifted by the centroid of the means: the densities are unchanged, and
-    float64's expansion in `squared_mahalanobis` does not cancel on data far from the origin
-    (float32's differences are taken about the same centroid). The shift is a constant for
-    differentiation (x − μ is unchanged)."""
-    _check_features(gmm, X)
-    centre = jax.lax.stop_gradient(jnp.mean(gmm.means, axis=-2))
-    X = jnp.asarray(X)
-    return eqx.tree_at(lambda g: g.means, gmm, gmm.means - centre), X - centre.astype(X.dtype)
 
 
 # The public scoring functions below are jitted: called on concrete arrays they run as one
@@ -293,7 +296,8 @@ def component_log_prob(
     default "propagate" a row with NaN scores NaN.
     """
     check_scoring_missing(missing)
-    gmm, X = _centred_on_means(gmm, X)
+    _check_features(gmm, X)
+    X = jnp.asarray(X)
     if missing == "marginal":
         return marginal_component_log_prob(gmm, X)
     return kernel_component_log_prob(gmm, X)
@@ -319,7 +323,8 @@ def log_likelihood(
     """ℓ(θ) = Σ_i w_i log p(x_i | θ) (w_i = 1 without `sample_weight`), a scalar; see
     `component_log_prob` for `missing`."""
     if missing == "propagate":
-        return kernel_log_likelihood(*_centred_on_means(gmm, X), sample_weight)
+        _check_features(gmm, X)
+        return kernel_log_likelihood(gmm, jnp.asarray(X), sample_weight)
     lp = log_prob(gmm, X, missing=missing)
     if sample_weight is None:
         return jnp.sum(lp)

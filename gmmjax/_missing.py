@@ -33,7 +33,7 @@ from jaxtyping import Array, Bool, Float
 
 from . import _small_linalg as small_linalg
 from ._covariance import layout
-from ._params import GMM
+from ._params import GMM, check_one_mixture
 
 
 def observed_mask(X: Float[Array, "n d"]) -> Bool[Array, "n d"]:
@@ -255,8 +255,11 @@ def impute(gmm: GMM, X, *, key=None) -> Float[Array, "n d"]:
     (or a draw from the mixture).
 
     Raises:
-        ValueError: X not 2-D with `gmm.n_features` columns, or containing ±inf.
+        TypeError: `gmm` is not a `gmmjax.GMM`.
+        ValueError: `gmm` is a batch of mixtures (e.g. `result.params`), X not 2-D with
+            `gmm.n_features` columns, or containing ±inf.
     """
+    check_one_mixture(gmm, "impute")
     X = np.asarray(X) if not isinstance(X, jax.Array) else X
     if X.ndim != 2 or X.shape[-1] != gmm.n_features:
         raise ValueError(

@@ -178,3 +178,16 @@ def _check_values(weights, means, covariances, cov_type):
             ) from None
     elif np.any(c <= 0):
         raise ValueError(f"{cov_type} variances must be strictly positive.")
+
+
+def check_one_mixture(gmm, what: str) -> None:
+    """TypeError unless `gmm` is a `GMM`; ValueError naming the fix when it holds a batch
+    (e.g. a fit's `result.params`, one mixture per restart) where `what` takes one."""
+    if not isinstance(gmm, GMM):
+        raise TypeError(f"{what} takes a gmmjax.GMM, got {type(gmm).__name__}.")
+    if gmm.batch_shape:
+        raise ValueError(
+            f"{what} takes one mixture; this GMM holds a batch of shape {gmm.batch_shape} "
+            "(e.g. a fit's result.params, one per restart): pass result.best or "
+            "result.params[i]."
+        )

@@ -20,12 +20,12 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ._config import FitConfig
 from ._covariance import layout
 from ._em import may_expand
-from ._likelihood import _expand_quadratic
 from ._params import GMM
 from ._prior import Prior, resolve_prior
 from ._sharding import (
     as_auto,
     check_mesh,
+    global_max,
     global_sum,
     place_restarts,
     replicate,
@@ -40,8 +40,11 @@ from ._validate import (
     check_data_host,
     check_init_params,
     check_key,
+    check_magnitude,
     check_range,
     check_sample_weight,
+    host_sample_weight,
+    normalised_weights,
 )
 
 # Rows per chunk x restarts x components: the (chunk, K) responsibilities of all restarts
@@ -93,7 +96,7 @@ def default_chunk_size(
     On the CPU: min(2^18 / (R·K), 2^20 / F), at least 1024, F the columns of the quadratic
     features (D(D+1)/2 for full and tied, D otherwise), and at most 8192 where the pass can
     take the expanded products (`_em.may_expand`: float64, or large passes). On another
-    `platform` (a GPU): 2^27 / max(F + D + 1, R·K, R·K·D below float64). With values missing,
+    `platform` (a GPU): 2^27 / max(F + D + 1, R·K·D). With values missing,
     on any platform: 2^22 / (R·K·D²), at least 16."""
     full = layout(cov_type) in ("full", "tied")
     features = n_features * (n_features + 1) // 2 if full else n_features
@@ -101,11 +104,10 @@ def default_chunk_size(
         per_row = n_restarts * n_components * n_features**2
         rows = max(16, _MISSING_CHUNK_ELEMENTS // per_row)
     elif platform != "cpu":
-        # ψ's columns; the (R·K, rows) densities; below float64 the explicit differences,
-        # which the pass may take instead of the products (`_em._by_expansion_rule`).
-        per_row = max(features + n_features + 1, n_restarts * n_components)
-        if not _expand_quadratic(dtype):
-            per_row = max(per_row, n_restarts * n_components * n_features)
+        # ψ's columns, and the explicit differences (R·K·D per row), which the pass takes
+        # wherever the expansion is not accurate, in either dtype (`_em._by_expansion_rule`):
+        # a compiled branch holds its buffers whether or not it runs.
+        per_row = max(features + n_features + 1, n_restarts * n_components * n_features)
         rows = max(1, _ACCELERATOR_CHUNK_ELEMENTS // per_row)
     else:
         rows = min(_CHUNK_ELEMENTS // (n_restarts * n_components), _FEATURE_ELEMENTS // features)
@@ -197,11 +199,21 @@ def _centred_prior(prior: Prior | None, offset, mesh) -> Prior | None:
 
 
 def prepare_fit(
-    X, config: FitConfig, *, key, sample_weight=None, init_params=None, prior=None, mesh=None
+    X,
+    config: FitConfig,
+    *,
+    key,
+    sample_weight=None,
+    init_params=None,
+    prior=None,
+    mesh=None,
+    relative_weights: bool = False,
 ) -> PreparedFit:
     """Validate everything (ValueError before tracing), centre X on its weighted mean, split
     its rows into chunks, split the key per restart, centre / batch `init_params` and the
-    prior; with a mesh, place all of it on the mesh's devices."""
+    prior; with a mesh, place all of it on the mesh's devices. With `relative_weights` (what
+    `fit` passes without a prior) the sample weights are normalised to mean 1 first
+    (`_host_weights`); otherwise they keep the caller's scale."""
     check_concrete(X=X, key=key, sample_weight=sample_weight, init_params=init_params, prior=prior)
     check_key(key)
     X, dtype = check_data_host(X, missing=config.missing)
@@ -211,7 +223,9 @@ def prepare_fit(
     if mesh is not None:
         check_mesh(mesh, config.n_restarts)
         mesh = as_auto(mesh)
-    weight = check_sample_weight(sample_weight, n_local, dtype)
+    weight64 = _host_weights(sample_weight, n_local, relative=relative_weights, mesh=mesh)
+    weight = check_sample_weight(weight64, n_local, dtype)
+    X = _zero_weight_rows_filled(X, weight)
     if init_params is not None:
         check_init_params(
             init_params,
@@ -228,7 +242,9 @@ def prepare_fit(
     prior = resolve_prior(
         prior, X, config.n_components, config.cov_type, n_features=d, sample_weight=weight
     )
-    X, offset = _centred(X, sample_weight, weight, dtype, global_mean=mesh is not None)
+    X, offset = _centred(
+        X, weight64, weight, dtype, global_mean=mesh is not None, counts=not relative_weights
+    )
     # missing="em" on complete data is the complete-data fit, program for program.
     missing = config.missing == "em" and _has_nan(X, mesh)
     n_restarts = config.n_restarts
@@ -298,7 +314,48 @@ def _zero_filled(X):
     return jnp.nan_to_num(X, nan=0.0) if isinstance(X, jax.Array) else np.nan_to_num(X, nan=0.0)
 
 
-def _centred(X, sample_weight, weight, dtype, *, global_mean: bool):
+def _host_weights(sample_weight, n_samples: int, *, relative: bool, mesh) -> np.ndarray | None:
+    """`sample_weight` checked, as float64 host weights (None: all ones), before any cast.
+
+    Without a prior (`relative`) only the weights' ratios define the fit: they are normalised
+    to mean 1 here (`normalised_weights`), so any positive rescaling gives the same fit,
+    objective and log-likelihood, and 1e-300 or 1e300 weights fit as ones do. With a prior
+    the weights are counts (weight 2 is the row twice: the prior weighs half as much against
+    it) and keep their scale; their total is checked when X's magnitude is (`_centred`)."""
+    if sample_weight is None:
+        return None
+    w = host_sample_weight(sample_weight, n_samples)
+    if not relative:
+        return w
+    if mesh is None:
+        return normalised_weights(w)
+    return normalised_weights(w, reduce_max=global_max, reduce_sum=global_sum)
+
+
+def _zero_weight_rows_filled(X, weight):
+    """X with every row of weight 0 (in the compute dtype) replaced by the weighted column
+    mean of the others, so that what such a row holds has no effect at all: a value of 1e200
+    would otherwise square to inf in the sums, and 0·inf is NaN; it would also enter the range
+    and resolution checks, and the spread of the centred data. The mean keeps the row within
+    the data (0 once centred) and fills any missing value. No copy without such rows."""
+    zero = weight == 0
+    if not np.any(zero):
+        return X
+    keep = ~zero
+    if isinstance(X, jax.Array):
+        seen = jnp.asarray(keep)[:, None] & ~jnp.isnan(X)
+        mean = jnp.sum(jnp.where(seen, X, 0.0), axis=0) / jnp.maximum(jnp.sum(seen, axis=0), 1)
+        return jnp.where(jnp.asarray(keep)[:, None], X, mean.astype(X.dtype))
+    seen = keep[:, None] & ~np.isnan(X)
+    with np.errstate(over="ignore", invalid="ignore"):
+        # Scaled by the largest value first: a sum of rows near 1e308 stays finite.
+        scale = np.maximum(np.max(np.abs(np.where(seen, X, 0.0)), axis=0), np.finfo(X.dtype).tiny)
+        mean = scale * np.sum(np.where(seen, X / scale, 0.0), axis=0)
+        mean = mean / np.maximum(np.sum(seen, axis=0), 1)
+    return np.where(keep[:, None], X, mean.astype(X.dtype))
+
+
+def _centred(X, sample_weight, weight, dtype, *, global_mean: bool, counts: bool = True):
     """(X − offset in `dtype`, offset (D,) in `dtype`), offset the weighted column mean (host
     input gives a host array of X, a JAX one stays where it is).
 
@@ -316,23 +373,46 @@ def _centred(X, sample_weight, weight, dtype, *, global_mean: bool):
             offset = jnp.asarray(global_sum(sums) / global_sum(total), dtype)
         else:
             offset = sums / total
-        return X - offset, offset
+        centred = X - offset
+        total_weight = float(jnp.sum(weight))
+        if global_mean:
+            total_weight = float(global_sum(total_weight))
+        largest = float(jnp.nanmax(jnp.abs(centred)))
+        check_magnitude(largest, total_weight, dtype, counts=counts and sample_weight is not None)
+        return centred, offset
     check_range(X, dtype)
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, np.float64)
     holes = np.isnan(X)
+    # Sums of X / s, s a power of two near the largest |x|: X near 1e308 (or its weighted
+    # sum) stays finite, and the scaling is exact.
+    scale = _power_of_two_scale(X)
     if holes.any():
         # Column means of the observed values (NaN marks a missing one, see `_missing.py`).
         seen = w[:, None] * ~holes
-        sums, total = np.sum(np.where(holes, 0.0, X) * seen, axis=0), np.sum(seen, axis=0)
+        sums = np.sum(np.where(holes, 0.0, X / scale) * seen, axis=0)
+        total = np.sum(seen, axis=0)
     else:
-        sums, total = w @ X, np.sum(w, dtype=np.float64)
+        sums, total = w @ (X / scale), np.sum(w, dtype=np.float64)
     if global_mean:
         sums, total = global_sum(sums), global_sum(total)
-    offset = np.asarray(sums / total, dtype)
-    centred = cast_host(X - offset.astype(X.dtype), dtype, centred=True)
+    offset = np.asarray(sums / total * scale, dtype)
+    centred = X - offset.astype(X.dtype)
+    total_weight = float(np.sum(w)) if not global_mean else float(global_sum(np.sum(w)))
+    # Max and min rather than max |x|: no second (N, D) array.
+    largest = max(-float(np.nanmin(centred)), float(np.nanmax(centred)))
+    check_magnitude(largest, total_weight, dtype, counts=counts and sample_weight is not None)
+    centred = cast_host(centred, dtype, centred=True)
     _warn_if_offset_unrepresentable(offset, X, w, dtype)
     # Host arrays: `chunk_rows` pads them on the host and transfers them once.
     return centred, jax.device_put(offset)
+
+
+def _power_of_two_scale(X: np.ndarray) -> float:
+    """A power of two near max |x| over the observed values (1 for all-zero data)."""
+    largest = float(np.nanmax(np.abs(X))) if X.size else 0.0
+    if not np.isfinite(largest) or largest == 0.0:
+        return 1.0
+    return float(np.ldexp(1.0, int(np.frexp(largest)[1])))
 
 
 # Beyond this |mean| / spread, float32's rounding of the mean (|mean|·6e-8) exceeds 6e-3 of a
@@ -389,6 +469,7 @@ def fit_input(
             init_params=init_params,
             prior=prior,
             mesh=mesh,
+            relative_weights=prior is None,
         )
         return
     if mesh is not None:
@@ -410,6 +491,10 @@ def fit_input(
     config.check(X.shape[0] if hasattr(X, "shape") else config.n_components)
     n_restarts, k = config.n_restarts, config.n_components
 
+    if sample_weight is not None and prior is None:
+        # As `prepare_fit`: without a prior only relative weights matter (`_host_weights`).
+        rows = X.shape[0] if hasattr(X, "shape") else (np.shape(sample_weight) or (0,))[0]
+        sample_weight = _host_weights(sample_weight, rows, relative=True, mesh=None)
     seed = int(jax.random.randint(jax.random.fold_in(key, 2**20), (), 0, 2**31 - 1))
     with open_host_data(
         X,

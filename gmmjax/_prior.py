@@ -24,6 +24,7 @@ EVI, EEV, VEV the factor is not a normalisable density of the covariance paramet
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, multigammaln
@@ -65,6 +66,14 @@ class Prior(eqx.Module):
 
     def __init__(self, mean, scale, dof, *, cov_type, shrinkage=0.01, concentration=1.0):
         check_cov_type(cov_type)
+        for name, value in (
+            ("mean", mean),
+            ("scale", scale),
+            ("dof", dof),
+            ("shrinkage", shrinkage),
+            ("concentration", concentration),
+        ):
+            _check_real(name, value)
         mean = jnp.asarray(mean)
         dtype = jnp.result_type(mean, jnp.float32)
         mean = mean.astype(dtype)
@@ -165,6 +174,24 @@ class Prior(eqx.Module):
         Components masked out by `active` (K,) bool are left out (their weight is 0).
         """
         return log_prior(gmm, self, active)
+
+
+def _check_real(name: str, value) -> None:
+    """TypeError unless `value` is real numbers (an array, a scalar or nested lists of them);
+    traced values pass (their dtype is checked by the arithmetic that uses them)."""
+    if isinstance(value, jax.Array | jax.core.Tracer):
+        kind = np.dtype(value.dtype).kind
+    else:
+        try:
+            kind = np.asarray(value).dtype.kind
+        except (TypeError, ValueError):  # ragged lists
+            kind = "O"
+    if kind not in "iuf":
+        raise TypeError(
+            f"the prior's {name} must be real numbers (a float or an array of floats), got "
+            f"{value!r}; note that Prior(mean, scale, dof, *, cov_type=...) takes cov_type by "
+            "keyword."
+        )
 
 
 def _check_values(scale, dof, shrinkage, concentration, cov_type, d):

@@ -23,8 +23,11 @@ class FitResult(eqx.Module):
         params: GMM with a leading restart axis (R, ...).
         objective: (R,) the objective f of the returned parameters: mean per-sample
             log-likelihood plus log-prior / N (docs/math.md §2); without a prior it equals
-            `log_likelihood`.
-        log_likelihood: (R,) mean per-sample log-likelihood of the returned parameters.
+            `log_likelihood`. With sample weights, per unit weight: (Σ_i w_i ℓ_i + log p) /
+            Σ_i w_i, on the weights' own scale with a prior (they are counts there), and
+            independent of their scale without one.
+        log_likelihood: (R,) mean per-sample log-likelihood of the returned parameters
+            (weighted: Σ_i w_i ℓ_i / Σ_i w_i, independent of the weights' scale).
         history: (R, max_iter); history[r, t] is f(θ_t), the objective of the parameters after
             t steps; NaN after the last step.
         n_iter: (R,) number of completed steps.
@@ -54,11 +57,15 @@ class FitResult(eqx.Module):
         return self.status == Status.CONVERGED
 
 
-def make_result(params: GMM, value, ll, state: SolverState, best_index, offset) -> FitResult:
+def make_result(
+    params: GMM, value, ll, state: SolverState, best_index, offset, *, explain=None
+) -> FitResult:
     """Assemble a FitResult from the restarts' solver states (centred parameters are moved
     back by `offset`); warns when none succeeded (the best then holds its last valid
     parameters) and raises `FitFailedError` (a ValueError) when not even the best restart had
-    valid parameters to keep.
+    valid parameters to keep. `explain(start)`, given the best restart's (centred) start,
+    names the cause of such a failure and its fix (default: `start_failure_cause` without
+    context).
 
     The assembly runs in NumPy on one host copy of the program's outputs: indexing and adding
     there dispatches no JAX operation, and each such operation would cost a compilation (tens
@@ -79,17 +86,16 @@ def make_result(params: GMM, value, ll, state: SolverState, best_index, offset) 
         )
     )
     best_index = int(best_array)
+    centred = params
     params = eqx.tree_at(lambda g: g.means, params, params.means + jax.device_get(offset))
     best = params[best_index]
     if not np.any(succeeded(status)):
         codes = sorted({Status(int(s)).name for s in status})
         if not np.all(np.isfinite(best.precisions_cholesky)):
             # Not even a start was a valid mixture: nothing can be handed out without NaNs.
+            cause = (explain or start_failure_cause)(centred[best_index])
             raise FitFailedError(
-                f"every restart failed at its start ({', '.join(codes)}): the initial "
-                "covariances are not positive definite (with reg_covar=0: identical rows, "
-                "collinear columns, or as many components as distinct points). Raise "
-                "reg_covar (e.g. 1e-6), pass a prior, or lower n_components.",
+                f"every restart failed at its start ({', '.join(codes)}): {cause}",
                 int(status[best_index]),
             )
         warnings.warn(
@@ -110,3 +116,66 @@ def make_result(params: GMM, value, ll, state: SolverState, best_index, offset) 
         n_evals=n_evals,
     )
     return jax.device_put(result)
+
+
+def start_failure_cause(
+    start: GMM,
+    *,
+    reg_covar: float | None = None,
+    missing: bool = False,
+    given_start: bool = False,
+    positive_rows: int | None = None,
+    n_samples: int | None = None,
+    largest_variance: float | None = None,
+) -> str:
+    """The sentence `FitFailedError` gives for a start that is not a valid mixture: the cause
+    detected, most specific first, and its fix. `start` is the failed start (host arrays);
+    the keywords are what the fit knows about its input (None: unknown)."""
+    dtype = np.asarray(start.means).dtype
+    name = dtype.name
+    if given_start:
+        return (
+            f"the given init_params are not a valid mixture in {name} once centred on the "
+            "data (a covariance is not positive definite there); pass better-conditioned "
+            "covariances or switch on float64."
+        )
+    if not (np.all(np.isfinite(start.means)) and np.all(np.isfinite(start.covariances))):
+        return (
+            f"the initial means or covariances are not finite in {name}: X's values, or "
+            "their weighted sums of squares, overflow; rescale X (e.g. X / X.std(axis=0))."
+        )
+    if missing:
+        return (
+            "the initial covariances, estimated from the rows with their missing values "
+            "replaced by the column means, are not positive definite: a component on rows "
+            "whose values are mostly imputed has no spread along the imputed columns "
+            f"(reg_covar={reg_covar:g}). Raise reg_covar (e.g. 1e-6), pass a prior "
+            "(prior='mclust'), or lower n_components."
+        )
+    k, d = start.n_components, start.n_features
+    if positive_rows is not None and n_samples is not None and positive_rows < n_samples:
+        if positive_rows < k * (d + 1):
+            return (
+                f"sample_weight is positive on only {positive_rows} of {n_samples} rows, too "
+                f"few to give {k} components of {d} features a positive definite covariance "
+                f"(reg_covar={reg_covar:g}). Put weight on more rows, raise reg_covar (e.g. "
+                "1e-6), pass a prior, or lower n_components."
+            )
+    if reg_covar == 0:
+        return (
+            "the initial covariances are not positive definite (with reg_covar=0: identical "
+            "rows, collinear columns, or as many components as distinct points). Raise "
+            "reg_covar (e.g. 1e-6), pass a prior, or lower n_components."
+        )
+    if reg_covar is not None and largest_variance is not None:
+        return (
+            f"the initial covariances are not positive definite although reg_covar="
+            f"{reg_covar:g}: next to variances up to {largest_variance:.3g} the regulariser is "
+            f"below {name}'s rounding (collinear or constant columns beside much larger "
+            "ones). Rescale X (e.g. X / X.std(axis=0)) or raise reg_covar."
+        )
+    return (
+        "the initial covariances are not positive definite (identical rows, collinear "
+        "columns, or as many components as distinct points). Raise reg_covar (e.g. 1e-6), "
+        "pass a prior, or lower n_components."
+    )

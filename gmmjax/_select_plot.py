@@ -9,9 +9,18 @@ def plot_criterion(selection, ax=None, criterion: str | None = None):
     """Draw `selection`'s criterion (lower is better) against the number of components, one
     line per covariance model, the selected cell circled. Failed cells are gaps. Returns the
     Axes (a new figure's when `ax` is None); never calls `show`."""
+    from ._select import CRITERIA, Selection
+
+    if not isinstance(selection, Selection):
+        raise TypeError(
+            "the criterion picture takes the Selection that gmmjax.select(...) returns, got "
+            f"{type(selection).__name__}."
+        )
+    criterion = selection.criterion if criterion is None else criterion
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA} or None, got {criterion!r}.")
     import matplotlib.pyplot as plt
 
-    criterion = selection.criterion if criterion is None else criterion
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
     models = list(dict.fromkeys(r["cov_type"] for r in selection.rows))

@@ -37,8 +37,14 @@ from ._free_parameters import (
 from ._likelihood import component_log_prob, log_likelihood, log_prob
 from ._params import GMM
 from ._prior import Prior, log_prior, resolve_prior
+from ._validate import check_data_host, host_sample_weight, normalised_weights
 
 METHODS = ("hessian", "louis", "opg", "bootstrap")
+
+_NAN_MESSAGE = (
+    "X contains NaN; standard errors are for complete data: pass the rows the mixture was "
+    "fitted to without missing values (X[~np.isnan(X).any(1)])."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +135,10 @@ def standard_errors(
             types only) or "bootstrap" (every model).
         prior: the prior it was fitted with (None, "mclust" or a `Prior`): the information is
             then that of the log-posterior.
-        sample_weight: (N,) the weights it was fitted with, or None.
+        sample_weight: (N,) the weights it was fitted with, or None. They are frequencies:
+            the information methods count Σ w_i observations (weights x c shrink the
+            standard errors by √c; integer weights equal repeated rows), rows of weight 0
+            are dropped, and the bootstrap resamples the rows with their weights.
         key: the bootstrap's random key (method="bootstrap" only).
         n_bootstrap: B, the number of bootstrap refits, run as one compiled program.
         bootstrap: "nonparametric" (multinomial resampling weights) or "parametric" (data
@@ -139,7 +148,9 @@ def standard_errors(
         reg_covar: the refits' regulariser (default as in `fit_em`).
 
     Raises:
-        ValueError: on an unknown method, a structured mclust model with an information
+        ValueError: before any work, on invalid X (NaN, inf, no rows, the wrong number of
+            columns) or sample_weight (the wrong length, NaN, negative, all zero); on an
+            unknown method, a structured mclust model with an information
             method, or an information matrix that is not positive definite (the fit is not a
             strict local maximum: an empty or nearly empty component, a component on too few
             points to fix its covariance, or a fit stopped before convergence).
@@ -148,10 +159,30 @@ def standard_errors(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     if not isinstance(gmm, GMM) or gmm.weights.ndim != 1:
         raise ValueError("standard_errors needs one fitted GMM (e.g. fit_em(...).best).")
+    # Checked as `fit` checks them, before any work: NaN would surface as a failed
+    # factorisation (or as failed bootstrap refits) only after the whole information matrix.
+    X, _ = check_data_host(X, nan_message=_NAN_MESSAGE)
+    if X.shape[1] != gmm.n_features:
+        raise ValueError(
+            f"X must have shape (n_samples, {gmm.n_features}) to match gmm, got {X.shape}."
+        )
+    w = None
+    # The information is Σ_i w_i (a per-row term) + the prior's: without a prior it is
+    # computed from weights normalised to mean 1 over the rows of positive weight, in
+    # float64 on the host (`normalised_weights`), and the covariance divided by the weights'
+    # scale afterwards, so tiny or huge weights lose nothing to the compute dtype; with a prior
+    # the weights are counts and keep their scale, as in `fit`. Rows of weight 0 are dropped:
+    # whatever they hold has no effect.
+    scale = 1.0
+    if sample_weight is not None:
+        w64 = host_sample_weight(sample_weight, X.shape[0])
+        X = X[w64 > 0]
+        w64 = w64[w64 > 0]
+        if prior is None:
+            scale = float(np.sum(w64 / np.max(w64))) * float(np.max(w64)) / len(w64)
+            w64 = normalised_weights(w64)
+        w = jnp.asarray(w64, gmm.means.dtype)
     X = jnp.asarray(X, gmm.means.dtype)
-    if X.ndim != 2 or X.shape[1] != gmm.n_features:
-        raise ValueError(f"X must be (N, {gmm.n_features}), got shape {X.shape}.")
-    w = None if sample_weight is None else jnp.asarray(sample_weight, X.dtype)
     prior = resolve_prior(
         prior, X, gmm.n_components, gmm.cov_type, n_features=gmm.n_features, sample_weight=w
     )
@@ -167,6 +198,7 @@ def standard_errors(
             gmm, X, key=key, n_bootstrap=n_bootstrap, kind=bootstrap, prior=prior,
             sample_weight=w, max_iter=max_iter, tol=tol, reg_covar=reg_covar,
         )  # fmt: skip
+        # Resampling reflects the rows, not the weights' total: no rescaling here.
         cov = np.cov(replicates, rowvar=False)
         return StandardErrors(
             names, estimate, np.sqrt(np.diag(cov)), cov, method, k, d, gmm.cov_type,
@@ -175,7 +207,7 @@ def standard_errors(
     check_free_parameterisation(gmm.cov_type, f"method={method!r}")
     info = np.asarray(information(gmm, X, method=method, prior=prior, sample_weight=w), np.float64)
     jac = np.asarray(_natural_jacobian(gmm), np.float64)
-    cov = delta_method_covariance(info, jac, np.finfo(np.dtype(X.dtype)).eps)
+    cov = delta_method_covariance(info, jac, np.finfo(np.dtype(X.dtype)).eps) / scale
     return StandardErrors(names, estimate, np.sqrt(np.diag(cov)), cov, method, k, d, gmm.cov_type)
 
 
@@ -221,20 +253,26 @@ def _natural_jacobian(gmm: GMM):
 
 
 def delta_method_covariance(info: np.ndarray, jac: np.ndarray, eps: float) -> np.ndarray:
-    """J I⁻¹ Jᵀ from a Cholesky factor L of I (A = L⁻¹ Jᵀ, covariance AᵀA); ValueError when I
-    is not positive definite beyond rounding (relative to its largest eigenvalue)."""
+    """J I⁻¹ Jᵀ from a Cholesky factor L of the equilibrated S I S (S = diag(I)^-½, so
+    I⁻¹ = S (S I S)⁻¹ S and the covariance is AᵀA with A = L⁻¹ S Jᵀ); ValueError when S I S is
+    not positive definite beyond rounding (relative to its largest eigenvalue). Equilibrating
+    first makes the test independent of the parameters' units: rescaling X rescales the rows
+    and columns of I, not whether it is positive definite."""
     info = 0.5 * (info + info.T)
-    values = np.linalg.eigvalsh(info)
+    diagonal = np.diag(info)
+    s = np.where(diagonal > 0, 1.0 / np.sqrt(np.where(diagonal > 0, diagonal, 1.0)), 1.0)
+    scaled = info * s[:, None] * s[None, :]
+    values = np.linalg.eigvalsh(scaled) if np.all(np.isfinite(scaled)) else np.array([np.nan])
     floor = 100 * info.shape[0] * eps * max(abs(values[-1]), 1e-300)
-    if not np.all(np.isfinite(values)) or values[0] <= floor:
+    if not np.all(np.isfinite(values)) or values[0] <= floor or np.any(diagonal <= 0):
         raise ValueError(
-            "the information matrix is not positive definite (eigenvalues from "
-            f"{values[0]:.3g} to {values[-1]:.3g}): the fit is not a strict local maximum of "
-            "its objective. Typical causes: an empty or nearly empty component, a component on "
-            "too few points to fix its covariance, or a fit stopped before convergence. Refit "
-            "to a tight tol, with fewer components or a prior (prior='mclust'), or use "
-            "method='bootstrap'."
+            "the information matrix is not positive definite (eigenvalues of its equilibrated "
+            f"form from {values[0]:.3g} to {values[-1]:.3g}): the fit is not a strict local "
+            "maximum of its objective. Typical causes: an empty or nearly empty component, a "
+            "component on too few points to fix its covariance, or a fit stopped before "
+            "convergence. Refit to a tight tol, with fewer components or a prior "
+            "(prior='mclust'), or use method='bootstrap'."
         )
-    chol = np.linalg.cholesky(info)
-    a = solve_triangular(chol, jac.T, lower=True)
+    chol = np.linalg.cholesky(scaled)
+    a = solve_triangular(chol, (jac * s[None, :]).T, lower=True)
     return a.T @ a

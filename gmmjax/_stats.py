@@ -22,7 +22,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ._covariance import layout
-from ._likelihood import _expand_quadratic, matmul_precision, quadratic_features, unpack_symmetric
+from ._likelihood import matmul_precision, quadratic_features, unpack_symmetric
 
 
 class SufficientStatistics(eqx.Module):
@@ -65,14 +65,8 @@ def sufficient_statistics(
     k = resp.shape[1]
     if shift is None:
         shift = jnp.broadcast_to(jnp.mean(X, axis=0), (k, d))
-    # float64's products expand about the origin: move it to the shifts' centroid first, so
-    # that data far from the origin do not cancel. Statistics about `shift` do not depend on
-    # the origin.
-    centre = jax.lax.stop_gradient(jnp.mean(shift, axis=0))
-    stats = kernel_statistics(
-        X - centre, resp, cov_type=cov_type, sample_weight=sample_weight, shift=shift - centre
-    )
-    return SufficientStatistics(stats.s0, stats.s1, stats.s2, shift)
+    # The explicit differences x − c_k: accurate wherever X lies (no expansion about an origin).
+    return kernel_statistics(X, resp, cov_type=cov_type, sample_weight=sample_weight, shift=shift)
 
 
 def kernel_statistics(
@@ -82,20 +76,20 @@ def kernel_statistics(
     cov_type: str,
     sample_weight: Float[Array, " n"] | None,
     shift: Float[Array, "k d"],
-    expand: bool | None = None,
+    expand: bool = False,
 ) -> SufficientStatistics:
-    """`sufficient_statistics` without moving the origin: for data already centred (the
-    fitting code), where every restart shares X and its quadratic features.
+    """`sufficient_statistics` of one block, with the choice of kernel.
 
-    expand: take s2 from the products with φ(x) (`_second_moment`) rather than from explicit
-    differences; the default (None) does so in float64 only (see
-    `_likelihood.expansion_is_accurate` for when float32 may)."""
+    expand: take s2 from the products with φ(x) (`_second_moment`), for data centred about
+    the origin (the fitting code, where every restart shares X and its quadratic features, and
+    only where `_likelihood.expansion_is_accurate`), rather than from the explicit differences
+    x − c_k (the default)."""
     if sample_weight is not None:
         resp = resp * sample_weight[:, None]
     s0 = jnp.sum(resp, axis=0)
     raw1 = jnp.dot(resp.T, X, precision=matmul_precision())  # Σ γ x, (K, D)
     s1 = raw1 - s0[:, None] * shift
-    if _expand_quadratic(X.dtype) if expand is None else expand:
+    if expand:
         s2 = _second_moment(X, resp, s0, raw1, shift, cov_type)
     else:
         s2 = _second_moment_direct(X, resp, shift, cov_type)
@@ -286,7 +280,7 @@ def sum_over_chunks(fn: Callable, data, *args):
 
 
 def streamed_statistics(
-    responsibilities: Callable, data, *, cov_type: str, shift: Array, expand: bool | None = None
+    responsibilities: Callable, data, *, cov_type: str, shift: Array, expand: bool = False
 ) -> tuple[SufficientStatistics, object]:
     """Sufficient statistics about `shift`, accumulated chunk by chunk.
 

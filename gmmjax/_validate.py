@@ -58,20 +58,25 @@ def check_data_host(
     names the fit's missing="em", for callers that offer no such option.
     """
     check_missing_option(missing)
+    check_dense(X)
+    if isinstance(X, np.ma.MaskedArray):
+        X = _unmasked(X, missing)
     if not hasattr(X, "dtype"):
         try:
             X = np.asarray(X)
         except (ValueError, TypeError) as err:
             raise ValueError(f"X must be a numeric 2-D array-like: {err}") from None
+        if X.dtype.kind == "O":
+            # A table with pandas' nullable columns (Int64, Float64) holds pd.NA: a missing
+            # value, NaN for the checks below.
+            X = _objects_as_float(X)
     dtype = np.dtype(X.dtype)
     if dtype.kind == "c":
         raise ValueError(
             "Complex data not supported: X is complex; pass real-valued data (e.g. X.real)."
         )
     if dtype.kind == "O":
-        # Numbers stored as objects are numbers; anything else fails here with NumPy's
-        # TypeError/ValueError, which names the offending type.
-        X = np.asarray(X).astype(np.float64)
+        X = _objects_as_float(np.asarray(X))
         dtype = X.dtype
     if dtype.kind not in "biuf":
         raise ValueError(f"X must be numeric, got dtype {dtype}; convert it with X.astype(float).")
@@ -106,6 +111,49 @@ def check_data_host(
     if not finite:
         _check_holes(nan, inf, missing, nan_message=nan_message, scoring=scoring)
     return X, compute
+
+
+def check_dense(X) -> None:
+    """TypeError for a SciPy sparse matrix or array, with scikit-learn's message and fix: a
+    mixture's covariances are dense, so densify (only where the data fit in memory)."""
+    if hasattr(X, "toarray") and (hasattr(X, "tocsr") or hasattr(X, "nnz")):
+        raise TypeError(
+            "Sparse data was passed for X, but dense data is required. Use '.toarray()' to "
+            "convert to a dense numpy array."
+        )
+
+
+def _unmasked(X: np.ma.MaskedArray, missing: str) -> np.ndarray:
+    """A NumPy masked array as a plain array: masked entries are missing values (NaN), as
+    NaN is everywhere else, never their hidden `X.data` values. With missing="raise" they are
+    refused like NaN, naming the fixes."""
+    mask = np.ma.getmaskarray(X)
+    if not mask.any():
+        return np.asarray(X.data)
+    if missing == "raise":
+        raise ValueError(
+            f"X is a masked array with {int(mask.sum())} masked value(s): a masked value is a "
+            'missing one; fit with missing="em" to treat them as values missing at random, '
+            "fill them (X.filled(value)), or drop those rows (X[~X.mask.any(1)])."
+        )
+    dtype = X.dtype if X.dtype.kind == "f" else np.float64
+    return np.ma.MaskedArray(X, dtype=dtype).filled(np.nan)
+
+
+def _objects_as_float(X: np.ndarray) -> np.ndarray:
+    """An object array as float64: numbers stay numbers, None and pandas' NA become NaN (a
+    missing value); anything else fails with NumPy's TypeError/ValueError, which names the
+    offending type."""
+    try:
+        return X.astype(np.float64)
+    except (TypeError, ValueError):
+        flat = [np.nan if _is_na(v) else v for v in X.ravel()]
+        return np.asarray(flat, dtype=object).astype(np.float64).reshape(X.shape)
+
+
+def _is_na(value) -> bool:
+    # pandas' NA (pandas is not a dependency: recognised by its type's name) and None.
+    return value is None or type(value).__name__ in ("NAType", "NaTType")
 
 
 def _check_holes(
@@ -169,6 +217,42 @@ def check_range(X: np.ndarray, dtype) -> None:
             )
 
 
+def check_magnitude(largest: float, total_weight: float, dtype, *, counts: bool) -> None:
+    """ValueError, before any work, when a fit's sums of squares would overflow `dtype`.
+
+    For centred X the fit forms x xᵀ (the quadratic features, the scatter) and their weighted
+    sums, Σ_i w_i x_i x_iᵀ, up to Σw · max|x|² per entry; with 4x headroom for the sums over
+    components and features that follow, that must stay below `dtype`'s largest number.
+    `largest` is max |x − offset|, `total_weight` Σ_i w_i; `counts` says the weights keep the
+    caller's scale (a fit with a prior) rather than being normalised to mean 1 (Σw = N)."""
+    if not largest > 0:
+        return
+    limit = float(np.log(np.finfo(dtype).max / 4))
+    square = 2 * float(np.log(largest))
+    name = np.dtype(dtype).name
+    wider = "" if np.dtype(dtype).itemsize >= 8 else ", or fit in float64"
+    if square > limit:
+        raise ValueError(
+            f"X's values are too large for {name}: their squares overflow (max |x − mean| = "
+            f"{largest:.3g}, and {name} holds numbers up to {float(np.finfo(dtype).max):.3g}); "
+            f"rescale X (e.g. X / X.std(axis=0)){wider}: the fitted means and covariances "
+            "rescale with it."
+        )
+    if square + float(np.log(total_weight)) > limit:
+        if counts:
+            raise ValueError(
+                f"sample_weight totals {total_weight:.3g}: the weighted sums of squares of X "
+                f"(max |x − mean| = {largest:.3g}) overflow {name}; divide the weights by a "
+                "constant (with a prior they are counts: it then weighs more, as against "
+                "fewer rows) or rescale X (e.g. X / X.std(axis=0))."
+            )
+        raise ValueError(
+            f"X's values are too large for {name}: the sums of squares of its "
+            f"{total_weight:.0f} rows overflow (max |x − mean| = {largest:.3g}); rescale X "
+            f"(e.g. X / X.std(axis=0)){wider}: the fitted means and covariances rescale with it."
+        )
+
+
 def to_compute_dtype(X: np.ndarray, dtype) -> jax.Array:
     """Host X as a JAX array of `dtype` (see `cast_host`)."""
     return jax.device_put(cast_host(X, dtype))
@@ -200,23 +284,66 @@ def cast_host(X: np.ndarray, dtype, *, centred: bool = False) -> np.ndarray:
 
 
 def check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray:
-    """(N,) non-negative finite weights, not all zero; None means all ones (a host array)."""
+    """(N,) non-negative finite weights, not all zero; None means all ones (a host array of
+    `dtype`; ValueError where `dtype` cannot hold a weight, e.g. 1e39 in float32)."""
     if sample_weight is None:
         return np.ones((n_samples,), dtype)
+    w = host_sample_weight(sample_weight, n_samples)
+    largest = float(np.max(w))
+    if largest > float(np.finfo(dtype).max):
+        raise ValueError(
+            f"sample_weight has values beyond {np.dtype(dtype).name}'s range (max "
+            f"{largest:.3g}); divide the weights by their maximum (sample_weight / "
+            "sample_weight.max())."
+        )
+    return np.asarray(w, dtype)
+
+
+def host_sample_weight(sample_weight, n_samples: int) -> np.ndarray:
+    """`sample_weight` checked (shape (N,), numeric, finite, non-negative, not all zero) as a
+    float64 host array, not yet normalised or cast."""
+    if isinstance(sample_weight, jax.core.Tracer):
+        raise ValueError(
+            "sample_weight holds a traced value; pass a concrete array (to differentiate with "
+            "respect to the weights use gmmjax.fit_differentiable)."
+        )
+    check_dense(sample_weight)
     w = np.asarray(sample_weight)
+    if w.dtype.kind == "O":
+        w = _objects_as_float(w)
     if w.dtype.kind not in "biuf":
         raise ValueError(f"sample_weight must be numeric, got dtype {w.dtype}.")
     if w.shape != (n_samples,):
         raise ValueError(
             f"sample_weight must have shape (n_samples,) = ({n_samples},), got {w.shape}."
         )
+    w = w.astype(np.float64)
     if not np.all(np.isfinite(w)):
         raise ValueError("sample_weight contains NaN or inf; pass finite weights.")
     if np.any(w < 0):
         raise ValueError("sample_weight must be non-negative.")
     if not np.any(w > 0):
         raise ValueError("sample_weight is all zero; at least one sample needs positive weight.")
-    return np.asarray(w, dtype)
+    return w
+
+
+def normalised_weights(w: np.ndarray, *, reduce_max=None, reduce_sum=None) -> np.ndarray:
+    """Float64 weights w (N,) rescaled to mean 1 over the rows of positive weight:
+    r · n₊ / Σ r, r = w / max(w), n₊ = #{w_i > 0}.
+
+    Dividing by the largest weight first keeps every step in range: the quotients lie in
+    (0, 1], so 1e300 weights do not overflow the sum and 1e-300 ones are not lost to a
+    subnormal mean. Only relative weights matter to a fit without a prior, so this makes it
+    independent of their scale; all-equal weights become exactly 1 (the unweighted fit), rows
+    of weight 0 count for nothing (Σ w is the same as with them dropped), and a weight below
+    2^-1074 of the largest, negligible next to it, becomes 0. With rows spread over processes,
+    `reduce_max` and `reduce_sum` take the maximum and sums over all of them."""
+    largest = np.max(w) if reduce_max is None else reduce_max(np.max(w))
+    r = w / float(largest)
+    total, n = np.sum(r), float(np.count_nonzero(r))
+    if reduce_sum is not None:
+        total, n = float(reduce_sum(total)), float(reduce_sum(n))
+    return r * (n / float(total))
 
 
 def is_int(value) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import shlex
 import sys
 from importlib import resources
@@ -192,6 +193,8 @@ def _cmd_run(args) -> None:
     from ._compare import format_table
     from .experiments._runner import run_experiment
 
+    if args.out is not None and not args.out:
+        raise ValueError('--out "": give an output folder, such as results/my-study')
     result = run_experiment(args.config, args.out)
     print(format_table(result["rows"]))
     print(f"\nruns:    {result['runs']}\nsummary: {result['summary']}")
@@ -203,7 +206,7 @@ def _cmd_demo(args) -> None:
     config = resources.files("gmmjax") / "experiments" / "demo.toml"
     with resources.as_file(config) as path:
         args.config = str(path)
-        args.out = args.out or "results/demo"
+        args.out = "results/demo" if args.out is None else args.out
         _cmd_run(args)
 
 
@@ -214,9 +217,18 @@ def _cmd_fit(args) -> None:
 
     from ._io import check_save_path
 
-    if args.out:
-        check_save_path(args.out)  # before the fit, not after it
+    # Every output path is checked before the fit, not after it.
+    if args.out is not None:
+        if not args.out:
+            raise ValueError('--out "": give a file name for the model, such as model.npz')
+        check_save_path(args.out)
     _check_figure_path(args.plot)
+    if args.out and args.plot and _same_file(args.out, args.plot):
+        raise ValueError(
+            f"--out {args.out} and --plot {args.plot} name the same file: the figure would "
+            "overwrite the model; give them different paths (e.g. model.npz and model.png)"
+        )
+    _check_not_data(args.data, out=args.out, plot=args.plot)
     X = _load_matrix(args.data, missing=args.missing == "em")
     if args.plot and X.shape[1] < 2:
         raise ValueError(f"--plot draws two or more coordinates; {args.data} has one column")
@@ -279,6 +291,7 @@ def _cmd_select(args) -> None:
     import gmmjax as gj
 
     _check_figure_path(args.plot)
+    _check_not_data(args.data, plot=args.plot)
     X = _load_matrix(args.data, missing=False)
     ks = range(1, min(args.k_max, X.shape[0]) + 1)
     models = "all" if args.models == "all" else tuple(m.strip() for m in args.models.split(","))
@@ -305,8 +318,34 @@ def _cmd_select(args) -> None:
 
 
 def _check_figure_path(path) -> None:
-    if path and not path.endswith((".png", ".pdf", ".svg")):
-        raise ValueError(f"--plot {path}: give a .png, .pdf or .svg path")
+    """ValueError naming the fix unless a figure can be written at `path` (None: no figure):
+    a .png, .pdf or .svg file name in an existing, writable folder."""
+    if path is None:
+        return
+    if not path.endswith((".png", ".pdf", ".svg")):
+        raise ValueError(f"--plot {path!r}: give a .png, .pdf or .svg path, such as fit.png")
+    if os.path.isdir(path):
+        raise ValueError(f"--plot {path}: is a directory; give a file name such as fit.png")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"--plot {path}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--plot {path}: folder {folder} is not writable")
+
+
+def _check_not_data(data: str, **outputs) -> None:
+    """ValueError when an output path names the data file (writing would destroy the data)."""
+    for option, path in outputs.items():
+        if path and _same_file(path, data):
+            raise ValueError(
+                f"--{option} {path} is the data file: writing it would overwrite the data; "
+                "give another path"
+            )
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two output paths name one file (through links and relative spellings)."""
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _write_figure(draw, path) -> None:

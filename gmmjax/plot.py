@@ -18,6 +18,8 @@ not a projection of fitted points.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ._covariance import layout
@@ -116,9 +118,10 @@ def ellipses(gmm: GMM, X=None, *, dims=None, ax=None, n_std=2.0, feature_names=N
     """The data coloured by most responsible component, with each component's 1- and
     `n_std`-standard-deviation ellipses (dotted, solid) and its mean (x).
 
-    D = 2 (or two `dims`): one panel, returns the Axes. More coordinates: a pairs plot of
-    `dims` (default the first four), every pair of coordinates below the diagonal and each
-    coordinate's histogram by component on the diagonal; returns the Figure.
+    D = 2 (or two `dims`): one panel, on `ax` if given, returns the Axes. More coordinates: a
+    pairs plot of `dims` (default the first four), every pair of coordinates below the
+    diagonal and each coordinate's histogram by component on the diagonal; returns its own
+    Figure (`ax` is then a ValueError: pass two `dims` to draw on it).
     """
     _require_one(gmm)
     dims = _check_dims(gmm, dims, 4)
@@ -132,6 +135,12 @@ def ellipses(gmm: GMM, X=None, *, dims=None, ax=None, n_std=2.0, feature_names=N
         _panel(ax, gmm, X, labels, dims[0], dims[1], n_std, names)
         ax.set_title(f"{gmm.n_components} components, {gmm.cov_type}")
         return ax
+    if ax is not None:
+        raise ValueError(
+            f"ax= takes one panel, and with {len(dims)} coordinates ellipses draws a pairs plot "
+            "(a Figure of its own): pass dims=(i, j) to draw one pair of coordinates on ax, or "
+            "leave ax out for the pairs plot."
+        )
     m = len(dims)
     fig, axes = plt.subplots(m, m, figsize=(2.6 * m, 2.6 * m), layout="constrained")
     for r, j in enumerate(dims):
@@ -179,18 +188,24 @@ def density(gmm: GMM, X=None, *, dims=None, ax=None, n_grid=120, levels=12, feat
     first two) over the data's range (or ±3 sd of the components without X), the data on top;
     returns the Axes."""
     _require_one(gmm)
+    if not _is_int(n_grid) or n_grid < 2:
+        raise ValueError(
+            f"n_grid must be an integer >= 2 (grid points per coordinate), got {n_grid!r}."
+        )
     dims = _check_dims(gmm, dims, 2)[:2]
     names = _names(gmm, feature_names)
     margin = marginal(gmm, dims)
+    sd = np.sqrt(np.diagonal(np.asarray(margin.covariances), axis1=1, axis2=2))
+    means = np.asarray(margin.means)
     if X is not None:
         X = _data(X, gmm)
         pts = X[:, list(dims)]
         low, high = pts.min(0), pts.max(0)
     else:
-        sd = np.sqrt(np.diagonal(np.asarray(margin.covariances), axis1=1, axis2=2))
-        means = np.asarray(margin.means)
         low, high = (means - 3 * sd).min(0), (means + 3 * sd).max(0)
-    pad = 0.08 * (high - low)
+    # A coordinate on which the data do not vary (one row, identical rows) is drawn over
+    # the components' spread instead of a range of width 0.
+    pad = np.where(high > low, 0.08 * (high - low), 3 * sd.max(0))
     gx = np.linspace(low[0] - pad[0], high[0] + pad[0], n_grid)
     gy = np.linspace(low[1] - pad[1], high[1] + pad[1], n_grid)
     grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)
@@ -217,6 +232,15 @@ def history(result, *, ax=None, label=None, colour=None):
     f* − f_t (log scale; gaps below 1e-12 drawn at 1e-12), the best restart in bold and each
     restart's end marked by its status (o converged, s max_iter, x any failure). Works for a
     `FitResult` of any method. Returns the Axes."""
+    from ._result import FitResult
+
+    if not isinstance(result, FitResult):
+        raise TypeError(
+            f"history draws a fit's iterations and takes its FitResult (res = gmmjax.fit(...); "
+            f"plot.history(res)), got {type(result).__name__}"
+            + (": for a fitted model's picture use plot.ellipses." if isinstance(result, GMM)
+               else ".")
+        )  # fmt: skip
     hist = np.asarray(result.history, np.float64)
     status = np.asarray(result.status)
     best = float(np.nanmax(hist)) if np.isfinite(hist).any() else 0.0
@@ -249,6 +273,13 @@ def compare(comparison):
     """A `compare()` table as pictures: every method's restarts as in `history`, one panel
     per method against a common best value, the x axis in the work unit of the table
     (evaluations). Returns the Figure."""
+    from ._compare import Comparison
+
+    if not isinstance(comparison, Comparison):
+        raise TypeError(
+            "plot.compare takes the Comparison that gmmjax.compare(...) returns, got "
+            f"{type(comparison).__name__}."
+        )
     methods = list(comparison.histories)
     plt = _plt()
     cols = min(len(methods), 3)
@@ -290,4 +321,15 @@ def _data(X, gmm):
     X = np.asarray(X, np.float64)
     if X.ndim != 2 or X.shape[1] != gmm.n_features:
         raise ValueError(f"X must be (N, {gmm.n_features}), got shape {X.shape}.")
+    if X.shape[0] == 0:
+        raise ValueError(
+            "X has no rows; pass the data to draw, or X=None (ellipses, density) to draw the "
+            "mixture alone."
+        )
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X contains NaN or inf; draw the complete rows, X[np.isfinite(X).all(1)].")
     return X
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

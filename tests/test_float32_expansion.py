@@ -1,7 +1,8 @@
-"""float32's choice between the expanded quadratic forms (fast) and explicit differences (exact).
+"""The passes' choice between the expanded quadratic forms (fast) and explicit differences
+(exact), in float32 and float64.
 
-The E-step pass expands in float32 only while the bound `expansion_error` is small for every
-restart, decided once per pass and shared by the restarts, so `lax.cond` runs one branch.
+The E-step pass expands only while the bound `expansion_error` is below the dtype's tolerance
+for every restart, decided once per pass and shared by the restarts, so `lax.cond` runs one branch.
 The fits' agreement with float64 on both sides of the line is in test_first_fit.py.
 """
 
@@ -14,7 +15,12 @@ from conftest import assert_close
 
 from gmmjax import GMM, _em
 from gmmjax._em import _fused_e_statistics, streamed_e_statistics
-from gmmjax._likelihood import EXPANSION_TOLERANCE, expansion_error, expansion_is_accurate
+from gmmjax._likelihood import (
+    EXPANSION_TOLERANCE,
+    EXPANSION_TOLERANCE_FLOAT64,
+    expansion_error,
+    expansion_is_accurate,
+)
 from gmmjax._solver import map_restarts
 from gmmjax._stats import chunk_rows
 
@@ -74,7 +80,19 @@ def test_float32_expands_near_the_origin_only():
     assert bool(expansion_is_accurate(_gmm(0.0)))
     far = np.sqrt(2 * EXPANSION_TOLERANCE / np.finfo(np.float32).eps)  # ε·d² ≈ 4 x tolerance
     assert not bool(expansion_is_accurate(_gmm(far)))
-    assert bool(expansion_is_accurate(_gmm(1e6, dtype=np.float64)))  # float64: always
+
+
+def test_float64_expands_near_the_origin_only():
+    """float64 has its own, smaller tolerance: a component a few hundred standard deviations
+    from the expansion's centre (a far, tight component) goes to the explicit differences."""
+    eps = np.finfo(np.float64).eps
+    assert bool(expansion_is_accurate(_gmm(0.0, dtype=np.float64)))
+    near = np.sqrt(0.25 * EXPANSION_TOLERANCE_FLOAT64 / eps)  # ε·d² ≈ tolerance / 4
+    far = np.sqrt(2 * EXPANSION_TOLERANCE_FLOAT64 / eps)  # ε·d² ≈ 4 x tolerance
+    assert bool(expansion_is_accurate(_gmm(near, dtype=np.float64)))
+    assert not bool(expansion_is_accurate(_gmm(far, dtype=np.float64)))
+    # A tight component near the origin is far in its own standard deviations (d ≈ 2e4).
+    assert not bool(expansion_is_accurate(_gmm(1.0, dtype=np.float64, scale=1e-4)))
 
 
 def test_non_finite_parameters_do_not_force_the_explicit_path():
@@ -135,7 +153,8 @@ def test_pass_expands_reports_the_passes_rule(monkeypatch):
     stack = lambda a, b: jax.tree.map(lambda x, y: jnp.stack([x, y]), a, b)  # noqa: E731
     near = stack(_gmm(0.0), _gmm(0.0))
     assert not _em.pass_expands(near, 64)  # a small pass keeps to the differences
-    assert _em.pass_expands(stack(_gmm(0.0, np.float64), _gmm(1e6, np.float64)), 64)
+    assert _em.pass_expands(stack(_gmm(0.0, np.float64), _gmm(1.0, np.float64)), 64)
+    assert not _em.pass_expands(stack(_gmm(0.0, np.float64), _gmm(1e6, np.float64)), 64)
     monkeypatch.setattr(_em, "_SMALL_PASS", 0)
     assert _em.pass_expands(near, 64)
     assert not _em.pass_expands(stack(_gmm(0.0), _gmm(1e4)), 64)

@@ -292,7 +292,7 @@ def test_save_checks_the_path_and_the_model(tmp_path, capsys):
         gj.save(gmm, tmp_path / "missing" / "m.npz")
     with pytest.raises(ValueError, match="is not a file name"):
         gj.save(gmm, "")
-    with pytest.raises(TypeError, match="save expects a gmmjax.GMM, got dict"):
+    with pytest.raises(TypeError, match="save takes a gmmjax.GMM, got dict"):
         gj.save({"weights": [1.0]}, tmp_path / "m.npz")
     # A GMM built under jit skipped the value checks: save refuses NaN rather than write a
     # file that load would refuse.

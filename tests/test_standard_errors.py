@@ -142,7 +142,7 @@ def test_bad_arguments_are_named():
         gj.standard_errors(TRUE, X, method="fisher")
     with pytest.raises(ValueError, match="key=jax.random.key"):
         gj.standard_errors(TRUE, X, method="bootstrap")
-    with pytest.raises(ValueError, match=r"X must be \(N, 2\)"):
+    with pytest.raises(ValueError, match=r"X must have shape \(n_samples, 2\)"):
         gj.standard_errors(TRUE, np.ones((5, 3)))
     with pytest.raises(ValueError, match="level must be in"):
         gj.standard_errors(TRUE, X).intervals(1.5)

@@ -206,6 +206,21 @@ def _check_study(path, config, study) -> None:
             )
 
 
+def setting_text(value) -> str:
+    """A swept value as text for unit ids, file names and figure labels: exact, so that two
+    distinct values never share a text (3.0 and 3.0000001 stay apart).
+
+    A float takes the short `g` form when that form reads back as the same float (the ids
+    older runs wrote, so their records stay resumable), its repr otherwise (the shortest text
+    that reads back exactly). Either way the text parses to the value, hence distinct values
+    give distinct texts.
+    """
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)
+
+
 def prior_option(fit: dict):
     """[fit] prior as `fit`'s prior= takes it: "mclust" or "none" (None)."""
     prior = fit["prior"]

@@ -81,6 +81,7 @@ def unit_fingerprint(config: dict, study, unit: dict) -> str:
 def _run(config: dict, study, out: Path, quiet: bool) -> dict:
     runs = out / "runs.jsonl"
     units = study.plan(config)
+    _check_unit_ids(config, units)
     keys = {u["id"]: (u["id"], unit_fingerprint(config, study, u)) for u in units}
     found = collect_units(read_records(runs))
     todo = [u for u in units if keys[u["id"]] not in found.complete]
@@ -116,6 +117,20 @@ def _run(config: dict, study, out: Path, quiet: bool) -> dict:
         "figures": figures,
         "executed": len(todo),
     }
+
+
+def _check_unit_ids(config: dict, units: list[dict]) -> None:
+    """Each unit's id names it alone: records are filed and found by id, so two units sharing
+    one would run under one key and the summary would show the first unit's records twice."""
+    seen: dict[str, dict] = {}
+    for unit in units:
+        other = seen.setdefault(unit["id"], unit)
+        if other is not unit:
+            raise RuntimeError(
+                f"{config['study']}: units {other} and {unit} share the id {unit['id']!r}; "
+                "a study's plan must give distinct settings distinct ids (format floats with "
+                "experiments._config.setting_text)"
+            )
 
 
 def _notes(found: Units, current: set, runs: Path) -> list[str]:

@@ -17,6 +17,7 @@ from .._em import e_step, em_step
 from .._init import initialize
 from .._params import GMM
 from . import _plots
+from ._config import setting_text
 
 SCHEMA = {
     "data": {
@@ -42,7 +43,7 @@ SUMMARY_ONLY = ("output",)
 
 def plan(config):
     return [
-        {"id": f"c={c:g}/seed={s}", "separation": float(c), "seed": int(s)}
+        {"id": f"c={setting_text(float(c))}/seed={s}", "separation": float(c), "seed": int(s)}
         for c in config["data"]["separation"]
         for s in config["fit"]["seeds"]
     ]

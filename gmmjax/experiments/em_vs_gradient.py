@@ -15,6 +15,7 @@ from .._covariance import layout
 from .._datasets import make_mixture
 from . import _plots
 from ._common import compare_records, draw_gap_curve, in_best_basin, method_rows
+from ._config import setting_text
 
 SCHEMA = {
     "data": {
@@ -55,7 +56,7 @@ SUMMARY_ONLY = ("output",)
 
 def plan(config):
     return [
-        {"id": f"c={c:g}/seed={s}", "separation": float(c), "seed": int(s)}
+        {"id": f"c={setting_text(float(c))}/seed={s}", "separation": float(c), "seed": int(s)}
         for c in config["data"]["separation"]
         for s in config["fit"]["seeds"]
     ]
@@ -111,7 +112,7 @@ def figures(config, records, out):
             ent = np.median([r["entropy"] for r in records if r["separation"] == c])
             ax.set(
                 yscale="log",
-                title=f"c = {c:g} (entropy {ent:.2f})",
+                title=f"c = {setting_text(c)} (entropy {ent:.2f})",
                 xlabel=x_label,
                 ylabel="best f − f (objective per sample)",
             )
@@ -155,7 +156,7 @@ def figures(config, records, out):
             yscale="log",
             xscale="log",
         )
-        axes[1].set_xticks(seps, [f"{c:g}" for c in seps])
+        axes[1].set_xticks(seps, [setting_text(c) for c in seps])
         axes[1].minorticks_off()
         for ax in axes:
             ax.legend(fontsize=8)
@@ -172,7 +173,7 @@ def figures(config, records, out):
                 best = max(rs, key=lambda r: r["final_ll"])
                 for mean, cov in zip(best["means"], _full_covs(best, config), strict=True):
                     _plots.covariance_ellipse(ax, mean, cov, c=_plots.colour(m), lw=1.0)
-            ax.set(title=f"c = {c:g}: truth dotted, best fit per method")
+            ax.set(title=f"c = {setting_text(c)}: truth dotted, best fit per method")
         paths.append(_plots.save(fig, out / "ellipses.png"))
     return paths
 
