@@ -14,8 +14,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._covariance import layout
 from ._em import m_step_from_statistics
-from ._likelihood import matmul_precision, squared_distances
+from ._likelihood import (
+    matmul_precision,
+    quadratic_features,
+    squared_distances,
+    unpack_symmetric,
+)
 from ._params import GMM
 from ._prior import default_reg_covar, resolve_prior
 from ._stats import (
@@ -147,11 +153,32 @@ def _lloyd_step(centres, data: Chunked, active):
 def _hard_assignment_statistics(
     centres, data: Chunked, cov_type: str, active
 ) -> SufficientStatistics:
-    def responsibilities(X, _w, _chunk_index):
-        return _nearest_one_hot(X, centres, active), None
+    """The statistics of the hard assignment to the nearest centres, about those centres.
 
-    stats, _ = streamed_statistics(responsibilities, data, cov_type=cov_type, shift=centres)
-    return stats
+    Each row belongs to one component, so each row needs one difference, δ_i = x_i − c_{k(i)},
+    not K: the moments are one product of the (weighted) one-hot assignment with δ and with
+    its quadratic features φ(δ), Σ_i γ_ik φ(δ_i), at the cost of the expanded pass and with no
+    cancellation (δ is small however far the cluster lies from the origin)."""
+    chunk = functools.partial(_chunk_hard_statistics, cov_type=cov_type)
+    s0, s1, s2 = sum_over_chunks(chunk, data, centres, active)
+    if layout(cov_type) == "full":
+        s2 = unpack_symmetric(s2, centres.shape[-1])
+    return SufficientStatistics(s0, s1, s2, centres)
+
+
+def _chunk_hard_statistics(X, w, _chunk_index, centres, active, *, cov_type):
+    onehot = _nearest_one_hot(X, centres, active)
+    delta = X - jnp.dot(onehot, centres, precision=matmul_precision())  # x_i − c_{k(i)}, exact
+    onehot = onehot * w[:, None]
+    s0 = jnp.sum(onehot, axis=0)
+    s1 = jnp.dot(onehot.T, delta, precision=matmul_precision())
+    kind = layout(cov_type)
+    if kind == "tied":
+        s2 = jnp.dot((delta * w[:, None]).T, delta, precision=matmul_precision())
+    else:
+        features = quadratic_features(delta) if kind == "full" else jnp.square(delta)
+        s2 = jnp.dot(onehot.T, features, precision=matmul_precision())
+    return s0, s1, s2
 
 
 def _random_responsibilities(
@@ -166,7 +193,11 @@ def _random_responsibilities(
         u = jnp.where(active, u, 0.0)
         return u / jnp.sum(u, axis=1, keepdims=True), None
 
-    stats, _ = streamed_statistics(responsibilities, data, cov_type=cov_type, shift=shift)
+    # About the data's mean (the origin of the centred data) the expanded moments do not
+    # cancel: Σ γ x xᵀ is the scatter itself, so they are accurate in either dtype.
+    stats, _ = streamed_statistics(
+        responsibilities, data, cov_type=cov_type, shift=shift, expand=True
+    )
     return m_step_from_statistics(
         stats, cov_type=cov_type, reg_covar=reg_covar, active=active, prior=prior
     )

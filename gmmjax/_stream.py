@@ -53,8 +53,14 @@ class _HostRows:
         stop = min(start + self.rows, self.array.shape[0])
         X = np.zeros((self.rows, self.array.shape[1]), self.dtype)
         w = np.zeros((self.rows,), self.dtype)
-        np.subtract(self.array[start:stop], self.offset, out=X[: stop - start], casting="unsafe")
+        with np.errstate(over="ignore"):  # a zero-weight row may hold what the cast cannot
+            np.subtract(
+                self.array[start:stop], self.offset, out=X[: stop - start], casting="unsafe"
+            )
         w[: stop - start] = 1.0 if self.weight is None else self.weight[start:stop]
+        # A row of weight 0 has no effect whatever it holds: it becomes the centre (0), so
+        # that 0·inf cannot reach the sums.
+        X[w == 0] = 0.0
         return X, w
 
 
