@@ -23,7 +23,5 @@ def test_streamed_zero_weight_rows_and_weight_scale(tmp_path):
     w_all = np.concatenate([w[:200], np.zeros(100), w[200:]]) * 1e-300
     streamed = gj.fit_em(np.load(path, mmap_mode="r"), 2, sample_weight=w_all, **options)
     for name in ("weights", "means", "covariances"):
-        assert_close(
-            getattr(streamed.best, name), getattr(ref.best, name), rtol=1e-10, atol=1e-12
-        )
+        assert_close(getattr(streamed.best, name), getattr(ref.best, name), rtol=1e-10, atol=1e-12)
     assert_close(streamed.log_likelihood, ref.log_likelihood, rtol=1e-10)
