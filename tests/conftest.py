@@ -14,9 +14,14 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
         os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
     ).strip()
 
-# Tests compile in memory only: a run must not depend on (or fill) the user's persistent
-# compilation cache. tests/test_first_fit.py checks the cache itself in subprocesses.
+# A run must not depend on (or fill) the user's persistent compilation cache: gmmjax's import
+# leaves it off, and subprocesses inherit that. `pytest_configure` below then points this
+# process at a fresh directory shared by the run's test processes only.
+# tests/test_first_fit.py checks the cache itself in subprocesses with their own directories.
 os.environ["GMMJAX_COMPILATION_CACHE"] = "0"
+
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -95,3 +100,68 @@ def _free_compiled_programs():
     """
     yield
     jax.clear_caches()
+
+
+# -- one compilation cache per test run, shared by its xdist workers --------------------------
+#
+# Many programs are compiled identically by several test modules (and again within a module
+# after `_free_compiled_programs`, and under another Python-level cache key: cov_type aliases,
+# equal options): JAX's persistent cache keys them on the lowered program, so each is
+# compiled once per run and read back (milliseconds) everywhere else. The directory is made
+# once per run (by the xdist controller, or by the one process of a plain `pytest`), handed
+# to the workers, and removed at the end; nothing outside it is read or written.
+
+_CACHE_KEY = "gmmjax_test_compilation_cache"
+_cache_dir = pytest.StashKey[str]()
+
+
+def pytest_configure(config):
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        directory = workerinput[_CACHE_KEY]
+    else:
+        directory = tempfile.mkdtemp(prefix="gmmjax-test-xla-")
+        config.stash[_cache_dir] = directory
+    gj.set_compilation_cache(directory)
+    # Every program, however quick to compile: a read is cheaper than the quickest compile.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """xdist controller: hand the run's cache directory to each worker."""
+    node.workerinput[_CACHE_KEY] = node.config.stash[_cache_dir]
+
+
+def pytest_unconfigure(config):
+    directory = config.stash.get(_cache_dir, None)
+    if directory is not None:
+        gj.set_compilation_cache(None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+# -- the longest modules first ----------------------------------------------------------------
+#
+# `--dist=loadfile` hands whole modules to the workers in collection order; a long module
+# collected last (alphabetically) would run alone at the end. These, the longest on a 2-core
+# machine, are collected first, longest first; the rest keep their order. Order only: every
+# test runs as before, and a module missing from the list is merely not moved.
+LONGEST_FIRST = (
+    "test_sklearn_mixture_port.py",
+    "test_invariances.py",
+    "test_covariance_models.py",
+    "test_model_priors.py",
+    "test_tutorials.py",
+    "test_objective.py",
+    "test_missing.py",
+    "test_standard_errors.py",
+    "test_em_family.py",
+    "test_gradient.py",
+    "test_validation.py",
+    "test_implicit.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -13,7 +13,8 @@ import re
 import sys
 
 if __name__ == "__main__" and sys.argv[1] == "devices":
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    flags = os.environ.get("XLA_FLAGS", "")  # test_distributed.py passes only its opt level
+    os.environ["XLA_FLAGS"] = (flags + " --xla_force_host_platform_device_count=4").strip()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -158,7 +158,7 @@ def test_bundled_data_sets():
     assert np.all(np.diff(X.var(0)) <= 1e-9)  # components in order of variance
 
 
-# Long; `make test-all` runs it (the default suite stays near 15 minutes).
+# Long; `make test-all` runs it (keeping the default suite short).
 @pytest.mark.slow
 def test_jacobian_spectral_radius_matches_empirical_rate():
     """1-D, two overlapping components: ρ(∂M/∂θ) at θ* predicts the observed rate."""
@@ -219,7 +219,7 @@ seeds = 0
 """
 
 
-# Long; `make test-all` runs it (the default suite stays near 15 minutes).
+# Long; `make test-all` runs it (keeping the default suite short).
 @pytest.mark.slow
 def test_missing_study_fits_every_method_and_em_beats_deletion_under_mar(tmp_path):
     """The missing-value study end to end on a tiny config: four methods per unit, the holes

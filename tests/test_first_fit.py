@@ -91,7 +91,7 @@ def test_first_fit_compiles_one_program_and_reads_it_back_from_the_cache(tmp_pat
     assert not any("fit_program" in name for name in added), added
 
 
-# Long; `make test-all` runs it (the default suite stays near 15 minutes).
+# Long; `make test-all` runs it (keeping the default suite short).
 @pytest.mark.slow
 def test_compilation_cache_switches(tmp_path):
     """GMMJAX_COMPILATION_CACHE=0 turns it off, a path moves it, JAX's own setting wins."""

@@ -202,7 +202,7 @@ def test_em_never_decreases_the_observed_data_log_likelihood(mixture_with_holes,
     )
 
 
-# Long; `make test-all` runs it (the default suite stays near 15 minutes).
+# Long; `make test-all` runs it (keeping the default suite short).
 @pytest.mark.slow
 def test_gradient_and_accelerated_methods_reach_em_s_optimum(mixture_with_holes):
     _, X = mixture_with_holes

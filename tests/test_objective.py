@@ -208,7 +208,7 @@ def test_prior_values_are_checked(kwargs, match):
         gj.Prior(base.pop("mean"), base.pop("scale"), base.pop("dof"), cov_type="full", **base)
 
 
-# Long; `make test-all` runs it (the default suite stays near 15 minutes).
+# Long; `make test-all` runs it (keeping the default suite short).
 @pytest.mark.slow
 def test_estimator_and_compare_take_the_prior():
     X = blobs(6, n=400, d=2, k=3, sep=2.0)

@@ -711,7 +711,7 @@ def test_gaussian_mixture_fit(global_dtype):
         assert g.precisions_.dtype == global_dtype
 
 
-# Long; `make test-all` runs it (the default suite stays near 15 minutes).
+# Long; `make test-all` runs it (keeping the default suite short).
 @pytest.mark.slow
 def test_gaussian_mixture_fit_best_params():
     rng = np.random.RandomState(0)
@@ -767,7 +767,7 @@ def test_gaussian_mixture_fit_convergence_warning():
             g.fit(X)
 
 
-# Long; `make test-all` runs it (the default suite stays near 15 minutes).
+# Long; `make test-all` runs it (keeping the default suite short).
 @pytest.mark.slow
 def test_multiple_init():
     # Test that multiple inits does not much worse than a single one
@@ -1148,7 +1148,7 @@ def test_fitted_precision_covariance_concistency(covar_type, global_dtype):
         assert_array_almost_equal(gmm.precisions_, 1.0 / gmm.covariances_)
 
 
-# Long; `make test-all` runs it (the default suite stays near 15 minutes).
+# Long; `make test-all` runs it (keeping the default suite short).
 @pytest.mark.slow
 def test_sample():
     rng = np.random.RandomState(0)
