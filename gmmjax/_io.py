@@ -27,12 +27,21 @@ def check_save_path(path: str | os.PathLike) -> str:
         raise ValueError(f"{path!r} is not a file name; pass one such as model.npz")
     if os.path.isdir(path):
         raise ValueError(f"{path} is a directory; pass a file name such as {path}/model.npz")
+    problem = folder_problem(path)
+    if problem:
+        raise ValueError(f"cannot write {path}: {problem}")
+    return path
+
+
+def folder_problem(path: str) -> str | None:
+    """Why a file cannot be created at `path` because of its folder (missing, not writable),
+    with the fix; None when it can."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise ValueError(f"cannot write {path}: folder {directory} does not exist; create it first")
+        return f"folder {directory} does not exist; create it first"
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write {path}: folder {directory} is not writable")
-    return path
+        return f"folder {directory} is not writable"
+    return None
 
 
 def save(gmm: GMM, path: str | os.PathLike) -> None:

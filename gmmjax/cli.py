@@ -326,11 +326,11 @@ def _check_figure_path(path) -> None:
         raise ValueError(f"--plot {path!r}: give a .png, .pdf or .svg path, such as fit.png")
     if os.path.isdir(path):
         raise ValueError(f"--plot {path}: is a directory; give a file name such as fit.png")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"--plot {path}: folder {folder} does not exist; create it first")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"--plot {path}: folder {folder} is not writable")
+    from ._io import folder_problem  # here: `gmmjax --help` does not import JAX
+
+    problem = folder_problem(path)
+    if problem:
+        raise ValueError(f"--plot {path}: {problem}")
 
 
 def _check_not_data(data: str, **outputs) -> None:

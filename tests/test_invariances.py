@@ -562,6 +562,20 @@ def garbage_rows(rng, n, log_size):
     return rng.choice([-1.0, 1.0], (n, D)) * 10.0 ** (log_size * rng.uniform(0.5, 1.0, (n, D)))
 
 
+def with_zero_weight_rows(rng, X, log_garbage, dtype):
+    """(X_all, w_all): X's N_FIT rows (weight 1) among N_MORE − N_FIT rows of weight 0 holding
+    `garbage_rows` up to 10^log_garbage (at most 1e37 in float32), in a random order."""
+    if dtype == np.float32:
+        log_garbage = min(log_garbage, 37.0)
+    where = rng.permutation(N_MORE)
+    X_all = np.empty((N_MORE, D), dtype)
+    X_all[where[:N_FIT]] = X
+    X_all[where[N_FIT:]] = np.asarray(garbage_rows(rng, N_MORE - N_FIT, log_garbage), dtype)
+    w_all = np.zeros(N_MORE, dtype)
+    w_all[where[:N_FIT]] = 1.0
+    return X_all, w_all
+
+
 def fit_problem(rng, cov_type, dtype, spread):
     mixture = moderate_mixture(rng, cov_type, dtype, spread, K_FIT, separation=3.0)
     return mixture, sample(rng, mixture, N_FIT)
@@ -679,16 +693,7 @@ def test_zero_weight_rows_are_dropped_whatever_they_hold(dtype, cov_type, seed, 
     in float32, its range) change nothing: the fit equals that of the other rows alone."""
     rng = np.random.default_rng(seed)
     mixture, X = fit_problem(rng, cov_type, dtype, 1.0)
-    if dtype == np.float32:
-        log_garbage = min(log_garbage, 37.0)
-    extra = N_MORE - N_FIT
-    junk = garbage_rows(rng, extra, log_garbage)
-    where = rng.permutation(N_MORE)
-    X_all = np.empty((N_MORE, D), dtype)
-    X_all[where[:N_FIT]] = X
-    X_all[where[N_FIT:]] = np.asarray(junk, dtype)
-    w_all = np.zeros(N_MORE, dtype)
-    w_all[where[:N_FIT]] = 1.0
+    X_all, w_all = with_zero_weight_rows(rng, X, log_garbage, dtype)
     base = run_fit(X, mixture.gmm).best
     other = run_fit(X_all, mixture.gmm, sample_weight=w_all).best
     check_same_fit(other, base, RTOL[dtype], 1.0,
@@ -861,15 +866,7 @@ def test_select_repeated_and_zero_weight_rows(dtype, data, log_garbage):
     weighted = run_select(X, sample_weight=counts.astype(dtype), reg_covar=reg)
     check_same_selection(weighted, repeated, RTOL[dtype], spread, "select with integer weights")
 
-    if dtype == np.float32:
-        log_garbage = min(log_garbage, 37.0)
-    extra = N_MORE - N_FIT
-    where = rng.permutation(N_MORE)
-    X_all = np.empty((N_MORE, D), dtype)
-    X_all[where[:N_FIT]] = X
-    X_all[where[N_FIT:]] = np.asarray(garbage_rows(rng, extra, log_garbage), dtype)
-    w_all = np.zeros(N_MORE, dtype)
-    w_all[where[:N_FIT]] = 1.0
+    X_all, w_all = with_zero_weight_rows(rng, X, log_garbage, dtype)
     base = run_select(X, reg_covar=reg)
     other = run_select(X_all, sample_weight=w_all, reg_covar=reg)
     check_same_selection(other, base, RTOL[dtype], spread,
@@ -985,15 +982,7 @@ def test_standard_errors_ignore_zero_weight_rows(dtype, cov_type, method, seed, 
     leave the standard errors as without them."""
     rng = np.random.default_rng(seed)
     mixture, X = fitted_for_se(rng, cov_type, dtype)
-    if dtype == np.float32:
-        log_garbage = min(log_garbage, 37.0)
-    extra = N_MORE - N_FIT
-    where = rng.permutation(N_MORE)
-    X_all = np.empty((N_MORE, D), dtype)
-    X_all[where[:N_FIT]] = X
-    X_all[where[N_FIT:]] = np.asarray(garbage_rows(rng, extra, log_garbage), dtype)
-    w_all = np.zeros(N_MORE, dtype)
-    w_all[where[:N_FIT]] = 1.0
+    X_all, w_all = with_zero_weight_rows(rng, X, log_garbage, dtype)
     base = gj.standard_errors(mixture.gmm, X, method=method)
     other = gj.standard_errors(mixture.gmm, X_all, method=method, sample_weight=w_all)
     check_se(
